@@ -1,0 +1,210 @@
+"""Quantization configuration: bit widths, decision units, the bit budget and per-layer overrides."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from dynabit.config.hardware import HardwareConfig
+
+Score = Literal["max", "mean"]
+Decision = Literal["output", "input"]
+
+# Fields a per-layer override may change (everything that describes one layer).
+LAYER_FIELDS = (
+    "dynamic",
+    "bits",
+    "hi_bits",
+    "weight_bits",
+    "static_bits",
+    "group",
+    "block_size",
+    "score",
+    "decision",
+    "budget",
+    "bound_margin",
+    "bounds",
+    "enforce_bounds",
+    "temperature",
+    "midpoint",
+)
+
+
+class LayerQuantConfig(BaseModel):
+    """The resolved settings of one quantized layer (a ``QuantConfig`` after overrides)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+    dynamic: bool = Field(True, description="Dual-precision (True) or static quantization (False).")
+    bits: int = Field(8, ge=2, le=16, description="Activation bits B of a dynamic layer.")
+    hi_bits: int = Field(4, ge=1, le=15, description="High-part bits B_hi; B_lo = B - B_hi.")
+    weight_bits: int = Field(8, ge=2, le=16, description="Weight bits, per output channel.")
+    static_bits: int = Field(8, ge=2, le=16, description="Activation bits of a static layer.")
+    group: tuple[int, int] | None = Field(
+        None, description="Group (g_h, g_w) of output pixels; None: from the hardware rows."
+    )
+    block_size: int | None = Field(
+        None, description="Output channels per block; None: the hardware columns."
+    )
+    score: Score = Field("max", description="Group score: max (comparators + OR) or mean.")
+    decision: Decision = Field("output", description="Decide on the high-pass output or the input.")
+    budget: float = Field(5.0, description="Target average activation bits B_target.")
+    bound_margin: float = Field(
+        0.1, ge=0.0, le=1.0, description="Per-block bounds r* -/+ margin (unless bounds given)."
+    )
+    bounds: tuple[float, float] | None = Field(
+        None, description="Explicit per-block refine-ratio bounds (r_lo, r_hi)."
+    )
+    enforce_bounds: bool = Field(
+        False, description="At inference keep each block's refine ratio inside its bounds (top-k)."
+    )
+    temperature: float = Field(
+        0.25, gt=0.0, description="Sigmoid surrogate temperature, in units of the score scale."
+    )
+    midpoint: bool = Field(
+        False, description="Add half a low-part step to the high pass where q_hi > 0."
+    )
+
+    @property
+    def lo_bits(self) -> int:
+        """B_lo = B - B_hi."""
+        return self.bits - self.hi_bits
+
+    @property
+    def target_ratio(self) -> float:
+        """r* = (B_target - B_hi) / B_lo, the refine ratio that meets the budget."""
+        return (self.budget - self.hi_bits) / self.lo_bits
+
+    def ratio_bounds(self) -> tuple[float, float]:
+        """Per-block refine-ratio bounds ``(r_lo, r_hi)``."""
+        if self.bounds is not None:
+            return self.bounds
+        r = self.target_ratio
+        return max(0.0, r - self.bound_margin), min(1.0, r + self.bound_margin)
+
+    @field_validator("group")
+    @classmethod
+    def _group_positive(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and (v[0] < 1 or v[1] < 1):
+            raise ValueError(f"group must be two positive integers (g_h, g_w), got {v}")
+        return v
+
+    @field_validator("block_size")
+    @classmethod
+    def _block_positive(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError(f"block_size must be >= 1, got {v}")
+        return v
+
+    @field_validator("bounds")
+    @classmethod
+    def _bounds_ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not (0.0 <= v[0] <= v[1] <= 1.0):
+            raise ValueError(f"bounds must satisfy 0 <= r_lo <= r_hi <= 1, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LayerQuantConfig:
+        if self.hi_bits >= self.bits:
+            raise ValueError(
+                f"hi_bits (B_hi={self.hi_bits}) must be < bits (B={self.bits}): "
+                f"allowed 1..{self.bits - 1}"
+            )
+        if not (self.hi_bits <= self.budget <= self.bits) or not math.isfinite(self.budget):
+            raise ValueError(
+                f"budget (B_target={self.budget}) must lie in [B_hi, B] = "
+                f"[{self.hi_bits}, {self.bits}]"
+            )
+        return self
+
+
+class Override(BaseModel):
+    """Settings for the layers whose qualified name equals or fully matches ``pattern``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pattern: str = Field(..., description="Module name or regular expression (full match).")
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"override pattern {v!r} is not a valid regular expression: {e}") from e
+        return v
+
+    @field_validator("settings")
+    @classmethod
+    def _known_fields(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(v) - set(LAYER_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown override field(s) {unknown}; allowed: {list(LAYER_FIELDS)}")
+        return v
+
+    def matches(self, name: str) -> bool:
+        """True when ``name`` equals the pattern or fully matches it as a regex."""
+        return name == self.pattern or re.fullmatch(self.pattern, name) is not None
+
+
+class QuantConfig(LayerQuantConfig):
+    """How ``prepare`` quantizes a model.
+
+    The layer fields are the defaults for every eligible layer; ``overrides`` change them for
+    layers matched by name or regex (later overrides win). ``keep_first_last`` leaves the first
+    conv/linear and the classifier static at ``static_bits``.
+    """
+
+    hardware: HardwareConfig = Field(default_factory=HardwareConfig)
+    keep_first_last: bool = Field(True, description="First layer and classifier stay static.")
+    fold_bn: bool = Field(True, description="Fold a BatchNorm that directly follows a conv.")
+    penalty_block: float = Field(
+        1.0, ge=0.0, description="Training penalty weight: blocks outside their bounds."
+    )
+    penalty_budget: float = Field(
+        1.0, ge=0.0, description="Training penalty weight: MAC-weighted ratio above r*."
+    )
+    overrides: list[Override] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _fits_hardware(self) -> QuantConfig:
+        self._check_layer(self._layer_dict(), "config")
+        for ov in self.overrides:
+            merged = {**self._layer_dict(), **ov.settings}
+            try:
+                layer = LayerQuantConfig(**merged)
+            except ValueError as e:
+                raise ValueError(f"override {ov.pattern!r}: {e}") from e
+            self._check_layer(layer.model_dump(), f"override {ov.pattern!r}")
+        return self
+
+    def _layer_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in LAYER_FIELDS}
+
+    def _check_layer(self, layer: dict[str, Any], where: str) -> None:
+        rows = self.hardware.rows
+        group = layer["group"]
+        if group is not None:
+            size = group[0] * group[1]
+            if size > rows:
+                raise ValueError(
+                    f"{where}: group {tuple(group)} covers {size} output pixels, larger than the "
+                    f"array's {rows} rows; allowed: g_h*g_w <= hardware.rows"
+                )
+
+    def for_layer(self, name: str) -> LayerQuantConfig:
+        """The resolved settings for the module called ``name`` (overrides applied in order)."""
+        merged = self._layer_dict()
+        for ov in self.overrides:
+            if ov.matches(name):
+                merged.update(ov.settings)
+        layer = LayerQuantConfig(**merged)
+        if layer.group is None:
+            layer.group = self.hardware.default_group_shape()
+        if layer.block_size is None:
+            layer.block_size = self.hardware.default_block_size()
+        return layer
