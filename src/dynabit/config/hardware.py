@@ -35,7 +35,9 @@ class HardwareConfig(BaseModel):
     rows: int = Field(16, ge=1, le=4096, description="PE array rows R (output pixels in OS).")
     cols: int = Field(16, ge=1, le=4096, description="PE array columns C (output channels in OS).")
     dataflow: Dataflow = Field("os", description="os | ws | is (output/weight/input stationary).")
-    act_chunk_bits: int = Field(4, ge=1, le=16, description="Activation bits a PE multiplies per pass.")
+    act_chunk_bits: int = Field(
+        4, ge=1, le=16, description="Activation bits a PE multiplies per pass."
+    )
     weight_bits: int = Field(8, ge=2, le=16, description="Weight bits per PE.")
 
     def default_group_shape(self) -> tuple[int, int]:

@@ -20,10 +20,11 @@ def format_validation_error(err: ValidationError, where: str) -> str:
     """One line per problem: ``where: field.path: message (got value)``."""
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
         got = e.get("input")
-        shown = "" if isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"{where}: {loc}: {e['msg']}{shown}")
+        shown = "" if isinstance(got, dict) or e["type"] == "value_error" else f" (got {got!r})"
+        lines.append(f"{where}: {loc + ': ' if loc else ''}{msg}{shown}")
     return "\n".join(lines)
 
 
@@ -51,9 +52,13 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
         elif p.suffix.lower() in (".yaml", ".yml"):
             data = yaml.safe_load(text)
         else:
-            raise ConfigError(f"config file {str(p)!r}: unknown extension; use .yaml, .yml or .json")
+            raise ConfigError(
+                f"config file {str(p)!r}: unknown extension; use .yaml, .yml or .json"
+            )
     except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"config file {str(p)!r} is not valid {p.suffix[1:].upper()}: {e}") from None
+        raise ConfigError(
+            f"config file {str(p)!r} is not valid {p.suffix[1:].upper()}: {e}"
+        ) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -76,5 +81,7 @@ def save(obj: BaseModel, path: str | Path) -> None:
 
     p = Path(path)
     data = obj.model_dump(mode="json")
-    text = json.dumps(data, indent=2) if p.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
+    text = (
+        json.dumps(data, indent=2) if p.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
+    )
     atomic_write_text(p, text)

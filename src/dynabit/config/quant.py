@@ -6,7 +6,14 @@ import math
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dynabit.config.hardware import HardwareConfig
 
@@ -135,7 +142,9 @@ class Override(BaseModel):
         try:
             re.compile(v)
         except re.error as e:
-            raise ValueError(f"override pattern {v!r} is not a valid regular expression: {e}") from e
+            raise ValueError(
+                f"override pattern {v!r} is not a valid regular expression: {e}"
+            ) from e
         return v
 
     @field_validator("settings")
@@ -177,8 +186,13 @@ class QuantConfig(LayerQuantConfig):
             merged = {**self._layer_dict(), **ov.settings}
             try:
                 layer = LayerQuantConfig(**merged)
-            except ValueError as e:
-                raise ValueError(f"override {ov.pattern!r}: {e}") from e
+            except ValidationError as e:
+                details = "; ".join(
+                    f"{'.'.join(map(str, err['loc'])) or 'settings'}: "
+                    f"{err['msg'].removeprefix('Value error, ')}"
+                    for err in e.errors()
+                )
+                raise ValueError(f"override {ov.pattern!r}: {details}") from None
             self._check_layer(layer.model_dump(), f"override {ov.pattern!r}")
         return self
 

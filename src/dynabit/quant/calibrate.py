@@ -1,0 +1,132 @@
+"""Training-free calibration: activation scales, then per-block thresholds from score quantiles."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from dynabit.quant.budget import dynamic_layers, quant_layers
+from dynabit.quant.layers import QuantLayerMixin
+
+
+def _as_inputs(batch: object) -> torch.Tensor:
+    """Accept a tensor or an ``(inputs, labels)`` pair."""
+    if isinstance(batch, list | tuple):
+        batch = batch[0]
+    if not isinstance(batch, torch.Tensor):
+        raise TypeError(
+            f"calibration batches must be tensors or (inputs, labels), got {type(batch)}"
+        )
+    return batch
+
+
+def threshold_for_ratio(
+    scores: torch.Tensor, ratio: float, weights: torch.Tensor | None = None
+) -> float:
+    """A threshold such that the (weighted) share of ``scores`` strictly above it is ``ratio``.
+
+    ``weights`` (same shape) count each score's elements, so partial groups weigh less.
+    """
+    flat = scores.flatten().double()
+    w = torch.ones_like(flat) if weights is None else weights.flatten().double()
+    order = torch.argsort(flat, descending=True, stable=True)
+    s, cum = flat[order], torch.cumsum(w[order], 0)
+    # k: how many of the highest scores to refine so their weight is closest to the target.
+    target = ratio * float(cum[-1])
+    k = int(torch.argmin((torch.cat([cum.new_zeros(1), cum]) - target).abs()))
+    if k <= 0:
+        return float(s[0])
+    if k >= s.numel():
+        return float(s[-1]) - 1.0
+    return float((s[k - 1] + s[k]) / 2)
+
+
+@torch.no_grad()
+def calibrate(
+    model: nn.Module,
+    batches: Iterable[object],
+    ratio: float | None = None,
+    thresholds: bool = True,
+) -> None:
+    """Set activation scales, then each block's threshold so it refines its target ratio.
+
+    Scales come from a float pass (MSE-optimal clipping per quantizer). Thresholds are set
+    layer by layer in execution order, each from the scores its block sees with the earlier
+    layers already decided: the ``1 - r`` quantile of its group scores, with ``r`` the layer's
+    ``r*`` (or ``ratio``). The score scale that normalizes scores and the surrogate temperature
+    is set here too. Batches are tensors or ``(inputs, labels)`` pairs.
+    """
+    inputs = [_as_inputs(b) for b in batches]
+    if not inputs:
+        raise ValueError("calibrate() needs at least one batch")
+    layers = quant_layers(model)
+    if not layers:
+        raise ValueError("model has no quantized layers: call dynabit.quant.prepare() first")
+    was_training = model.training
+    model.eval()
+    try:
+        for _, m in layers:
+            m.act_quant.start_observation()
+        for x in inputs:
+            model(x)
+        for _, m in layers:
+            m.act_quant.finish_observation()
+        if thresholds:
+            _calibrate_thresholds(model, inputs, ratio)
+    finally:
+        for _, m in layers:
+            m._calibrating = False
+            m._collected = None
+        model.train(was_training)
+        for _, m in layers:
+            m.reset_stats()
+
+
+def _calibrate_thresholds(
+    model: nn.Module, inputs: list[torch.Tensor], ratio: float | None
+) -> None:
+    layers = [m for _, m in dynamic_layers(model)]
+    for m in layers:
+        m._calibrating = True
+        m.thresholds_calibrated.fill_(False)
+    for m in _execution_order(model, layers, inputs[0]):
+        m._collected = []
+        for x in inputs:
+            model(x)
+        scores = torch.cat(m._collected)  # (N, blocks, gh, gw), normalized by the old scale
+        m._collected = None
+        raw = scores * m.score_scale
+        finite = raw[torch.isfinite(raw)]
+        spread = float(finite.std()) if finite.numel() > 1 else 0.0
+        m.score_scale.fill_(spread if spread > 0 else max(float(finite.abs().max()), 1.0))
+        target = m.qcfg.target_ratio if ratio is None else ratio
+        per_block = raw.transpose(0, 1).reshape(raw.shape[1], -1) / m.score_scale
+        grid = m._grid(torch.empty(0, *m._last_map_shape))
+        counts = grid.valid_counts().unsqueeze(0).expand(raw.shape[0], -1, -1, -1)
+        counts = counts.transpose(0, 1).reshape(raw.shape[1], -1)
+        m.threshold.data.copy_(
+            torch.tensor(
+                [threshold_for_ratio(b, target, c) for b, c in zip(per_block, counts, strict=True)]
+            )
+        )
+        m.thresholds_calibrated.fill_(True)
+
+
+def _execution_order(
+    model: nn.Module, layers: list[QuantLayerMixin], x: torch.Tensor
+) -> list[QuantLayerMixin]:
+    """Dynamic layers in the order a forward pass reaches them."""
+    order: list[QuantLayerMixin] = []
+    hooks = [m.register_forward_pre_hook(lambda mod, _: order.append(mod)) for m in layers]
+    try:
+        model(x[:1])
+    finally:
+        for h in hooks:
+            h.remove()
+    seen: list[QuantLayerMixin] = []
+    for m in order:
+        if m not in seen:
+            seen.append(m)
+    return seen + [m for m in layers if m not in seen]

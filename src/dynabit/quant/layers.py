@@ -1,0 +1,394 @@
+"""Drop-in quantized ``Conv2d`` and ``Linear``: static, or dynamic dual-precision.
+
+A dynamic layer runs a high pass on ``q_hi << B_lo`` for every output, scores each group of its
+high-pass output (or of its input, for input-directed decisions) per block, and adds the low
+pass ``W * q_lo`` only where the score exceeds the block's trainable threshold.
+
+Three execution modes share one module:
+- training / float eval: fake quantization in float, hard masks with a sigmoid surrogate;
+- frozen (after :func:`dynabit.quant.convert`): integer-faithful arithmetic — integer codes and
+  weights, exact accumulators (float64 holds them exactly), integer thresholds and scores —
+  the same rules the integer engine applies;
+- calibration: observing activations (float pass-through) or collecting group scores.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dynabit.config.quant import LayerQuantConfig
+from dynabit.quant.decisions import Grid, enforce_bounds, group_budget, surrogate_mask
+from dynabit.quant.quantizers import ActQuantizer, quantize_weight, split_codes
+
+# Fixed-point precision of the per-channel score multipliers of a frozen layer.
+SCORE_FRAC_BITS = 16
+
+
+class NotCalibratedError(RuntimeError):
+    """A quantized layer ran before :func:`dynabit.quant.calibrate` set its scales."""
+
+
+class QuantLayerMixin:
+    """Shared state and logic of :class:`QuantConv2d` and :class:`QuantLinear`."""
+
+    # Set by subclasses: how the layer maps onto a (N, C, H, W) grid.
+    in_channels: int
+    out_channels: int
+
+    def _init_quant(self, name: str, cfg: LayerQuantConfig, dynamic: bool) -> None:
+        self.layer_name = name
+        self.qcfg = cfg.model_copy(update={"dynamic": dynamic})
+        self.dynamic = dynamic
+        self.act_quant = ActQuantizer(cfg.bits if dynamic else cfg.static_bits)
+        self.register_buffer("frozen", torch.tensor(False))
+        self.bn_weight: nn.Parameter | None = None
+        self.bn_bias: nn.Parameter | None = None
+        if dynamic:
+            channels = self.out_channels if cfg.decision == "output" else self.in_channels
+            n_blocks = math.ceil(channels / cfg.block_size)
+            self.threshold = nn.Parameter(torch.zeros(n_blocks))
+            self.register_buffer("score_scale", torch.tensor(1.0))
+            self.register_buffer("thresholds_calibrated", torch.tensor(False))
+        # Calibration and statistics state: plain attributes, so DDP never broadcasts them.
+        self._calibrating = False
+        self._collected: list[torch.Tensor] | None = None
+        self._recorded: list[torch.Tensor] | None = None
+        self.reset_stats()
+
+    # ----------------------------------------------------------------- weights and BN
+    def attach_bn(self, bn: nn.BatchNorm2d | nn.BatchNorm1d) -> None:
+        """Absorb a following BatchNorm: running statistics frozen, affine parameters trained."""
+        if bn.num_features != self.out_channels:
+            raise ValueError(
+                f"{self.layer_name}: BatchNorm has {bn.num_features} features, "
+                f"the layer has {self.out_channels} outputs"
+            )
+        dev = self.weight.device
+        gamma = bn.weight.detach() if bn.affine else torch.ones(self.out_channels, device=dev)
+        beta = bn.bias.detach() if bn.affine else torch.zeros(self.out_channels, device=dev)
+        self.bn_weight = nn.Parameter(gamma.clone())
+        self.bn_bias = nn.Parameter(beta.clone())
+        mean = bn.running_mean if bn.running_mean is not None else torch.zeros_like(gamma)
+        var = bn.running_var if bn.running_var is not None else torch.ones_like(gamma)
+        self.register_buffer("bn_mean", mean.detach().clone())
+        self.register_buffer("bn_inv_std", torch.rsqrt(var.detach() + bn.eps))
+
+    def folded_weight_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Weight and bias with the absorbed BatchNorm folded in (float)."""
+        w, b = self.weight, self.bias
+        if self.bn_weight is None:
+            return w, b
+        a = self.bn_weight * self.bn_inv_std
+        b0 = b if b is not None else torch.zeros_like(a)
+        w = w * a.view(-1, *([1] * (w.dim() - 1)))
+        return w, self.bn_bias + (b0 - self.bn_mean) * a
+
+    # ----------------------------------------------------------------- geometry
+    def _op(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _as_map(self, y: torch.Tensor) -> torch.Tensor:
+        """View an output/input as ``(N, C, H, W)`` for the decision grid."""
+        raise NotImplementedError
+
+    def macs_per_output(self) -> int:
+        """Multiply-accumulates behind one output element."""
+        raise NotImplementedError
+
+    def _grid(self, m: torch.Tensor) -> Grid:
+        _, c, h, w = m.shape
+        self._last_map_shape = (c, h, w)
+        gh, gw = self.qcfg.group
+        return Grid(c, h, w, self.qcfg.block_size, gh, gw)
+
+    def bounds(self) -> tuple[float, float]:
+        """This layer's per-block refine-ratio bounds ``(r_lo, r_hi)``."""
+        return self.qcfg.ratio_bounds()
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        aq = self.act_quant
+        if aq.observing:
+            aq.observe(x)
+            w, b = self.folded_weight_bias()
+            return self._op(x, w, b)
+        if not bool(aq.calibrated):
+            raise NotCalibratedError(
+                f"layer {self.layer_name!r} has no activation scale yet: run "
+                "dynabit.quant.calibrate(model, batches) after prepare()"
+            )
+        if bool(self.frozen):
+            return self._forward_frozen(x)
+        return self._forward_float(x)
+
+    def _forward_float(self, x: torch.Tensor) -> torch.Tensor:
+        q, s = self.act_quant.codes(x)
+        w_float, b = self.folded_weight_bias()
+        w_int, s_w = quantize_weight(w_float, self.qcfg.weight_bits)
+        w = w_int * s_w.view(-1, *([1] * (w_int.dim() - 1)))
+        if not self.dynamic:
+            return self._op(q * s, w, b)
+        hi, lo = self._split(q)
+        y_hi = self._op(hi * s, w, b)
+        if self.qcfg.decision == "output":
+            y_map = self._as_map(y_hi)
+            grid = self._grid(y_map)
+            mask = self._decide(grid.reduce(y_map, self.qcfg.score) / self.score_scale, grid)
+            y_lo = self._op(lo * s, w, None)
+            return y_hi + grid.expand(mask).reshape(y_lo.shape) * y_lo
+        x_map = self._as_map((q * s).detach())
+        grid = self._grid(x_map)
+        mask = self._decide(grid.reduce(x_map, self.qcfg.score) / self.score_scale, grid)
+        lo_kept = grid.expand(mask).reshape(lo.shape) * lo
+        return y_hi + self._op(lo_kept * s, w, None)
+
+    def _split(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(hi_codes, lo_codes)`` with ``hi + lo == q``; gradients flow through the high part."""
+        lo_bits = self.qcfg.lo_bits
+        q_hi, q_lo = split_codes(q.detach(), lo_bits)
+        hi = q - q_lo
+        if self.qcfg.midpoint and lo_bits > 0:
+            # Half a low step estimates the truncated bits; the low pass removes it again.
+            offset = (q_hi != 0).to(q.dtype) * float(1 << (lo_bits - 1))
+            hi, q_lo = hi + offset, q_lo - offset
+        return hi, q_lo
+
+    def _decide(self, score: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """Mask ``(N, blocks, gh, gw)``: surrogate while training, hard (and bounded) otherwise."""
+        if self._collected is not None:
+            self._collected.append(score.detach())
+        if not bool(self.thresholds_calibrated):
+            if not self._calibrating:
+                raise NotCalibratedError(
+                    f"layer {self.layer_name!r} has no block thresholds yet: run "
+                    "dynabit.quant.calibrate(model, batches) after prepare()"
+                )
+            return torch.ones_like(score)
+        if self.training:
+            mask = surrogate_mask(score, self.threshold, self.qcfg.temperature)
+        else:
+            passed = score > self.threshold.view(1, -1, 1, 1)
+            if self.qcfg.enforce_bounds:
+                passed = enforce_bounds(score, passed, *self._k_bounds(grid))
+            mask = passed.to(score.dtype)
+        self._account(mask, grid)
+        return mask
+
+    def _k_bounds(self, grid: Grid) -> tuple[int, int]:
+        return group_budget(*self.bounds(), grid.n_groups)
+
+    # ----------------------------------------------------------------- frozen (integer) path
+    def freeze(self) -> None:
+        """Fix scales, fold BN and store integer weights, bias, score multipliers, thresholds."""
+        if not bool(self.act_quant.calibrated):
+            raise NotCalibratedError(f"cannot convert {self.layer_name!r}: it was never calibrated")
+        with torch.no_grad():
+            w_float, b = self.folded_weight_bias()
+            w_int, s_w = quantize_weight(w_float, self.qcfg.weight_bits)
+            acc_scale = self.act_quant.scale().double() * s_w.double()
+            bias = b.double() if b is not None else torch.zeros_like(acc_scale)
+            self.register_buffer("w_int", w_int.round().to(torch.int32))
+            self.register_buffer("acc_scale", acc_scale)
+            self.register_buffer("bias_int", torch.round(bias / acc_scale).to(torch.int64))
+            self.weight.data.copy_(w_int * s_w.view(-1, *([1] * (w_int.dim() - 1))))
+            if self.bias is None:
+                self.bias = nn.Parameter(torch.zeros_like(s_w))
+            self.bias.data.copy_((self.bias_int.double() * acc_scale).to(self.bias.dtype))
+            if self.dynamic:
+                self._freeze_thresholds(acc_scale)
+            self.bn_weight = self.bn_bias = None
+            self.frozen.fill_(True)
+
+    def _freeze_thresholds(self, acc_scale: torch.Tensor) -> None:
+        delta = self.threshold.detach().double() * self.score_scale.double()
+        if self.qcfg.decision == "output":
+            # Scores compare across channels, so each channel's accumulator is brought to a
+            # common fixed-point unit: S_ref * 2**-SCORE_FRAC_BITS with S_ref the largest scale.
+            ref = acc_scale.max()
+            mult = torch.round(acc_scale / ref * (1 << SCORE_FRAC_BITS)).clamp_min(1)
+            unit = ref / (1 << SCORE_FRAC_BITS)
+        else:
+            # Input codes share one scale: the score is in code units.
+            mult = torch.ones(1, dtype=torch.float64)
+            unit = self.act_quant.scale().double()
+        self.register_buffer("score_mult", mult.to(torch.int64))
+        self.register_buffer("threshold_int", torch.floor(delta / unit).to(torch.int64))
+
+    def _forward_frozen(self, x: torch.Tensor) -> torch.Tensor:
+        qn, qp = self.act_quant.qrange
+        q = torch.clamp(torch.round(x.double() / self.act_quant.scale().double()), qn, qp)
+        w = self.w_int.double()
+        if not self.dynamic:
+            acc = self._op(q, w, self.bias_int.double())
+            return self._dequant(acc, x.dtype)
+        hi, lo = self._split(q)
+        acc_hi = self._op(hi, w, self.bias_int.double())
+        if self.qcfg.decision == "output":
+            acc_map = self._as_map(acc_hi)
+            grid = self._grid(acc_map)
+            mult = self.score_mult.view(1, -1, 1, 1).double()
+            mask = self._decide_int(self._int_score(acc_map * mult, grid), grid)
+            acc_lo = self._op(lo, w, None)
+            acc = acc_hi + grid.expand(mask).reshape(acc_lo.shape) * acc_lo
+        else:
+            q_map = self._as_map(q)
+            grid = self._grid(q_map)
+            mask = self._decide_int(self._int_score(q_map, grid), grid)
+            acc = acc_hi + self._op(grid.expand(mask).reshape(lo.shape) * lo, w, None)
+        return self._dequant(acc, x.dtype)
+
+    def _int_score(self, values: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """Integer group score: the max, or the floor of the mean, of integer values."""
+        if self.qcfg.score == "max":
+            return grid.reduce(values, "max")
+        total = grid.reduce(values, "sum").to(torch.int64)
+        counts = grid.valid_counts(values.device).to(torch.int64)
+        return torch.div(total, counts, rounding_mode="floor").double()
+
+    def _decide_int(self, score: torch.Tensor, grid: Grid) -> torch.Tensor:
+        passed = score > self.threshold_int.view(1, -1, 1, 1).double()
+        if self.qcfg.enforce_bounds:
+            passed = enforce_bounds(score, passed, *self._k_bounds(grid))
+        mask = passed.double()
+        self._account(mask, grid)
+        return mask
+
+    def _dequant(self, acc: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        scale = self.acc_scale.view(1, -1, *([1] * (acc.dim() - 2)))
+        if acc.dim() == 2:
+            scale = self.acc_scale.view(1, -1)
+        return (acc * scale).to(dtype)
+
+    # ----------------------------------------------------------------- statistics
+    def reset_stats(self) -> None:
+        """Zero the decision counters."""
+        n_blocks = self.threshold.numel() if self.dynamic else 0
+        self.stat_block_refined = torch.zeros(n_blocks, dtype=torch.float64)
+        self.stat_block_groups = torch.zeros(n_blocks, dtype=torch.float64)
+        # [refined elements, elements, refined MACs, MACs] of the low pass.
+        self.stat_totals = torch.zeros(4, dtype=torch.float64)
+        self.last_block_ratio: torch.Tensor | None = None
+        self.last_mac_ratio: torch.Tensor | None = None
+        self.last_macs = 0.0
+
+    def _account(self, mask: torch.Tensor, grid: Grid) -> None:
+        """Update counters from a ``(N, blocks, gh, gw)`` mask; keep differentiable ratios."""
+        hard = mask.detach() > 0.5
+        n = mask.shape[0]
+        counts = grid.valid_counts(mask.device).to(mask.dtype)
+        self.stat_block_refined += hard.sum(dim=(0, 2, 3)).double().cpu()
+        self.stat_block_groups += float(n * grid.n_groups)
+        elems = counts.sum() * n
+        ref_elems = (hard.to(counts.dtype) * counts).sum()
+        if self.qcfg.decision == "output":
+            per = self.macs_per_output()
+            ref_macs, macs = ref_elems * per, elems * per
+        else:
+            ref_macs = self._input_refined_macs(grid.expand(hard.to(counts.dtype)))
+            macs = n * self._dense_macs_per_sample()
+        self.stat_totals += torch.tensor(
+            [float(ref_elems), float(elems), float(ref_macs), float(macs)], dtype=torch.float64
+        )
+        if self.training:
+            self.last_block_ratio = mask.mean(dim=(0, 2, 3))
+            self.last_mac_ratio = (mask * counts).sum() / elems
+            self.last_macs = float(macs) / n
+        if self._recorded is not None:
+            self._recorded.append(hard.cpu())
+
+    def _dense_macs_per_sample(self) -> int:
+        raise NotImplementedError
+
+    def _input_refined_macs(self, mask_in: torch.Tensor) -> float:
+        raise NotImplementedError
+
+
+class QuantConv2d(QuantLayerMixin, nn.Conv2d):
+    """Quantized ``nn.Conv2d`` (static, or dynamic dual-precision)."""
+
+    def __init__(self, conv: nn.Conv2d, name: str, cfg: LayerQuantConfig, dynamic: bool) -> None:
+        if conv.padding_mode != "zeros":
+            raise ValueError(
+                f"{name}: padding_mode={conv.padding_mode!r} is not supported; allowed: 'zeros'"
+            )
+        nn.Conv2d.__init__(
+            self,
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            stride=conv.stride,
+            padding=conv.padding,
+            dilation=conv.dilation,
+            groups=conv.groups,
+            bias=conv.bias is not None,
+            device=conv.weight.device,
+            dtype=conv.weight.dtype,
+        )
+        self.load_state_dict(conv.state_dict())
+        self._out_hw: tuple[int, int] = (0, 0)
+        self._init_quant(name, cfg, dynamic)
+
+    def _op(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        y = F.conv2d(x, w, b, self.stride, self.padding, self.dilation, self.groups)
+        self._out_hw = (y.shape[-2], y.shape[-1])
+        return y
+
+    def _as_map(self, y: torch.Tensor) -> torch.Tensor:
+        return y
+
+    def macs_per_output(self) -> int:
+        kh, kw = self.kernel_size
+        return (self.in_channels // self.groups) * kh * kw
+
+    def _dense_macs_per_sample(self) -> int:
+        return self.out_channels * self._out_hw[0] * self._out_hw[1] * self.macs_per_output()
+
+    def _input_refined_macs(self, mask_in: torch.Tensor) -> float:
+        # Count, for every output, the refined inputs in its window: a conv with unit weights.
+        n, c, h, w = mask_in.shape
+        g = self.groups
+        per_group = mask_in.reshape(n, g, c // g, h, w).sum(dim=2)
+        ones = torch.ones(g, 1, *self.kernel_size, dtype=mask_in.dtype, device=mask_in.device)
+        hits = F.conv2d(per_group, ones, None, self.stride, self.padding, self.dilation, g)
+        return float(hits.sum()) * (self.out_channels // g)
+
+
+class QuantLinear(QuantLayerMixin, nn.Linear):
+    """Quantized ``nn.Linear``: a 1x1 convolution on a 1x1 map for the decision grid."""
+
+    def __init__(self, linear: nn.Linear, name: str, cfg: LayerQuantConfig, dynamic: bool) -> None:
+        nn.Linear.__init__(
+            self,
+            linear.in_features,
+            linear.out_features,
+            bias=linear.bias is not None,
+            device=linear.weight.device,
+            dtype=linear.weight.dtype,
+        )
+        self.load_state_dict(linear.state_dict())
+        self.in_channels, self.out_channels = linear.in_features, linear.out_features
+        self._init_quant(name, cfg, dynamic)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        y = super().forward(x.reshape(-1, x.shape[-1]))
+        return y.reshape(*lead, y.shape[-1])
+
+    def _op(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        return F.linear(x, w, b)
+
+    def _as_map(self, y: torch.Tensor) -> torch.Tensor:
+        return y.reshape(y.shape[0], y.shape[1], 1, 1)
+
+    def macs_per_output(self) -> int:
+        return self.in_features
+
+    def _dense_macs_per_sample(self) -> int:
+        return self.in_features * self.out_features
+
+    def _input_refined_macs(self, mask_in: torch.Tensor) -> float:
+        return float(mask_in.sum()) * self.out_features

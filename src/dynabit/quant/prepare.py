@@ -1,0 +1,98 @@
+"""Model preparation by module swapping (no tracing), and conversion for inference."""
+
+from __future__ import annotations
+
+import copy
+
+from torch import nn
+
+from dynabit.config.quant import QuantConfig
+from dynabit.quant.layers import QuantConv2d, QuantLayerMixin, QuantLinear
+
+
+def _eligible(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d | nn.Linear) and not isinstance(m, QuantLayerMixin)
+    ]
+
+
+def _bn_followers(model: nn.Module) -> dict[str, str]:
+    """Map conv name -> name of the BatchNorm registered right after it in the same parent.
+
+    Models are expected to register a conv's BatchNorm directly after the conv (as in
+    ``nn.Sequential(conv, bn, relu)`` or ``conv1``/``bn1`` attributes).
+    """
+    pairs: dict[str, str] = {}
+    for parent_name, parent in model.named_modules():
+        children = list(parent.named_children())
+        for (cname, child), (bname, nxt) in zip(children, children[1:], strict=False):
+            if (
+                isinstance(child, nn.Conv2d)
+                and isinstance(nxt, nn.BatchNorm2d)
+                and nxt.num_features == child.out_channels
+            ):
+                prefix = f"{parent_name}." if parent_name else ""
+                pairs[prefix + cname] = prefix + bname
+    return pairs
+
+
+def _set(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, attr, module)
+
+
+def _classifier_name(eligible: list[tuple[str, nn.Module]]) -> str:
+    linears = [n for n, m in eligible if isinstance(m, nn.Linear)]
+    return linears[-1] if linears else eligible[-1][0]
+
+
+def prepare(model: nn.Module, config: QuantConfig | None = None) -> nn.Module:
+    """Return a copy of ``model`` with every ``Conv2d``/``Linear`` swapped for a quantized one.
+
+    Layers are dual-precision unless an override sets ``dynamic: false``; with
+    ``keep_first_last`` the first layer and the classifier (last ``Linear``) stay static at
+    ``static_bits``. A BatchNorm registered right after its conv is absorbed (``fold_bn``): its
+    running statistics are frozen and its affine parameters keep training. The config is kept
+    as ``model.dynabit_config``. Call :func:`dynabit.quant.calibrate` before the first forward.
+    """
+    config = config or QuantConfig()
+    if hasattr(model, "dynabit_config"):
+        raise ValueError("model is already prepared (it has a dynabit_config)")
+    model = copy.deepcopy(model)
+    eligible = _eligible(model)
+    if not eligible:
+        raise ValueError("model has no nn.Conv2d or nn.Linear layer to quantize")
+    edge = {eligible[0][0], _classifier_name(eligible)} if config.keep_first_last else set()
+    bns = _bn_followers(model) if config.fold_bn else {}
+    for name, module in eligible:
+        layer_cfg = config.for_layer(name)
+        dynamic = layer_cfg.dynamic and name not in edge
+        if isinstance(module, nn.Conv2d):
+            new: QuantLayerMixin = QuantConv2d(module, name, layer_cfg, dynamic)
+        else:
+            new = QuantLinear(module, name, layer_cfg, dynamic)
+        if name in bns:
+            new.attach_bn(model.get_submodule(bns[name]))
+            _set(model, bns[name], nn.Identity())
+        new.train(module.training)
+        _set(model, name, new)
+    model.dynabit_config = config
+    return model
+
+
+def convert(model: nn.Module) -> nn.Module:
+    """Return a frozen inference copy: fixed scales, BN folded, integer weights and thresholds.
+
+    The copy runs the integer-faithful path (integer codes, exact accumulators, integer
+    thresholds) in eval mode.
+    """
+    if not hasattr(model, "dynabit_config"):
+        raise ValueError("convert() needs a model returned by dynabit.quant.prepare()")
+    frozen = copy.deepcopy(model)
+    for m in frozen.modules():
+        if isinstance(m, QuantLayerMixin) and not bool(m.frozen):
+            m.freeze()
+    return frozen.eval()
