@@ -1,4 +1,4 @@
-"""Quantization configuration: bit widths, decision units, the bit budget and per-layer overrides."""
+"""Quantization configuration: bit widths, decision units, bit budget, per-layer overrides."""
 
 from __future__ import annotations
 
