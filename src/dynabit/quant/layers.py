@@ -7,8 +7,9 @@ pass ``W * q_lo`` only where the score exceeds the block's trainable threshold.
 Three execution modes share one module:
 - training / float eval: fake quantization in float, hard masks with a sigmoid surrogate;
 - frozen (after :func:`dynabit.quant.convert`): integer-faithful arithmetic — integer codes and
-  weights, exact accumulators (float64 holds them exactly), integer thresholds and scores —
-  the same rules the integer engine applies;
+  weights, exact accumulators (float64 holds them exactly), integer thresholds and scores,
+  fixed-point requantization of the input from the producer's integers
+  (:mod:`dynabit.quant.integer_ops`) — the same rules the integer engine applies;
 - calibration: observing activations (float pass-through) or collecting group scores.
 """
 
@@ -22,6 +23,14 @@ from torch import nn
 
 from dynabit.config.quant import LayerQuantConfig
 from dynabit.quant.decisions import Grid, enforce_bounds, group_budget, surrogate_mask
+from dynabit.quant.integer_ops import (
+    channel_param,
+    fixed_point,
+    int_group_score,
+    quantize_float,
+    recover,
+    requantize,
+)
 from dynabit.quant.quantizers import ActQuantizer, quantize_weight, split_codes
 
 # Fixed-point precision of the per-channel score multipliers of a frozen layer.
@@ -218,50 +227,80 @@ class QuantLayerMixin:
         self.register_buffer("score_mult", mult.to(torch.int64))
         self.register_buffer("threshold_int", torch.floor(delta / unit).to(torch.int64))
 
-    def _forward_frozen(self, x: torch.Tensor) -> torch.Tensor:
+    def wire_input(self, scale: torch.Tensor | None) -> None:
+        """Say how this frozen layer gets its input codes (set by ``convert``'s graph analysis).
+
+        ``None``: the input is the float model input, quantized here (float32, round half to
+        even, as ONNX QuantizeLinear). A tensor: the input holds integers times ``scale``
+        (float64, per channel of the producer, or one value), requantized here to this layer's
+        codes with fixed-point multipliers ``in_mult`` and shifts ``in_shift``.
+        """
+        if not bool(self.frozen):
+            raise RuntimeError(f"{self.layer_name}: wire_input() needs a frozen layer")
+        self._int_wired = True
+        if scale is None:
+            self.int_input = False
+            return
+        scale = scale.detach().double().reshape(-1).clone()
+        mult, shift = fixed_point(scale / self.act_quant.scale().detach().double())
+        self.int_input = True
+        self.register_buffer("in_scale", scale)
+        self.register_buffer("in_mult", mult)
+        self.register_buffer("in_shift", shift)
+
+    def _frozen_codes(self, x: torch.Tensor) -> torch.Tensor:
+        """This layer's integer input codes (int64)."""
         qn, qp = self.act_quant.qrange
-        q = torch.clamp(torch.round(x.double() / self.act_quant.scale().double()), qn, qp)
+        if getattr(self, "int_input", False):
+            t = recover(x, self.in_scale)
+            return requantize(
+                t, channel_param(self.in_mult, t), channel_param(self.in_shift, t), qn, qp
+            )
+        return quantize_float(x, self.act_quant.scale(), qn, qp)
+
+    def _forward_frozen(self, x: torch.Tensor) -> torch.Tensor:
+        codes = self._frozen_codes(x)
+        q = codes.double()  # integer-valued: float64 convolutions on it are exact
         w = self.w_int.double()
+        bias = self.bias_int.double()
         if not self.dynamic:
-            acc = self._op(q, w, self.bias_int.double())
-            return self._dequant(acc, x.dtype)
+            return self._frozen_out(codes, self._op(q, w, bias), x)
         hi, lo = self._split(q)
-        acc_hi = self._op(hi, w, self.bias_int.double())
+        acc_hi = self._op(hi, w, bias)
         if self.qcfg.decision == "output":
             acc_map = self._as_map(acc_hi)
             grid = self._grid(acc_map)
-            mult = self.score_mult.view(1, -1, 1, 1).double()
-            mask = self._decide_int(self._int_score(acc_map * mult, grid), grid)
+            values = acc_map.to(torch.int64) * self.score_mult.view(1, -1, 1, 1)
+            mask = self._decide_int(int_group_score(values, grid, self.qcfg.score), grid)
             acc_lo = self._op(lo, w, None)
             acc = acc_hi + grid.expand(mask).reshape(acc_lo.shape) * acc_lo
         else:
-            q_map = self._as_map(q)
+            q_map = self._as_map(codes)
             grid = self._grid(q_map)
-            mask = self._decide_int(self._int_score(q_map, grid), grid)
+            mask = self._decide_int(int_group_score(q_map, grid, self.qcfg.score), grid)
             acc = acc_hi + self._op(grid.expand(mask).reshape(lo.shape) * lo, w, None)
-        return self._dequant(acc, x.dtype)
-
-    def _int_score(self, values: torch.Tensor, grid: Grid) -> torch.Tensor:
-        """Integer group score: the max, or the floor of the mean, of integer values."""
-        if self.qcfg.score == "max":
-            return grid.reduce(values, "max")
-        total = grid.reduce(values, "sum").to(torch.int64)
-        counts = grid.valid_counts(values.device).to(torch.int64)
-        return torch.div(total, counts, rounding_mode="floor").double()
+        return self._frozen_out(codes, acc, x)
 
     def _decide_int(self, score: torch.Tensor, grid: Grid) -> torch.Tensor:
-        passed = score > self.threshold_int.view(1, -1, 1, 1).double()
+        passed = score > self.threshold_int.view(1, -1, 1, 1)
         if self.qcfg.enforce_bounds:
             passed = enforce_bounds(score, passed, *self._k_bounds(grid))
         mask = passed.double()
         self._account(mask, grid)
         return mask
 
-    def _dequant(self, acc: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        scale = self.acc_scale.view(1, -1, *([1] * (acc.dim() - 2)))
-        if acc.dim() == 2:
-            scale = self.acc_scale.view(1, -1)
-        return (acc * scale).to(dtype)
+    def _frozen_out(self, codes: torch.Tensor, acc: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``acc * acc_scale``: float64 between wired layers (exact), else the float dtype."""
+        acc_int = acc.to(torch.int64)
+        record = getattr(self, "_int_record", None)
+        if record is not None:
+            record["codes"].append(codes.cpu())
+            record["acc"].append(acc_int.cpu())
+        out = acc * channel_param(self.acc_scale, acc)
+        if not getattr(self, "_int_wired", False):
+            return out.to(x.dtype)
+        dtype = getattr(self, "int_out_dtype", None)
+        return out if dtype is None else out.to(dtype)
 
     # ----------------------------------------------------------------- statistics
     def reset_stats(self) -> None:

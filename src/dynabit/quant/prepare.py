@@ -83,16 +83,26 @@ def prepare(model: nn.Module, config: QuantConfig | None = None) -> nn.Module:
     return model
 
 
-def convert(model: nn.Module) -> nn.Module:
+def convert(model: nn.Module, strict: bool = False) -> nn.Module:
     """Return a frozen inference copy: fixed scales, BN folded, integer weights and thresholds.
 
-    The copy runs the integer-faithful path (integer codes, exact accumulators, integer
-    thresholds) in eval mode.
+    The copy runs the integer-faithful path in eval mode: integer codes, exact accumulators,
+    integer thresholds and scores, and — found by tracing the model with ``torch.fx`` — the
+    fixed-point requantization from each layer's producer, integer residual adds, average
+    pools and clamps (see :mod:`dynabit.quant.integer_ops`), so it computes exactly what the
+    integer engine (:mod:`dynabit.engine`) computes. A model with an operation that has no
+    integer form is still converted, with a warning, layer by layer (each layer quantizing its
+    float input); ``strict=True`` raises :class:`~dynabit.quant.integer_ops.UnsupportedLayerError`
+    instead.
     """
+    from dynabit.quant.faithful import make_integer_faithful
+
     if not hasattr(model, "dynabit_config"):
         raise ValueError("convert() needs a model returned by dynabit.quant.prepare()")
     frozen = copy.deepcopy(model)
     for m in frozen.modules():
         if isinstance(m, QuantLayerMixin) and not bool(m.frozen):
             m.freeze()
-    return frozen.eval()
+    frozen.eval()
+    make_integer_faithful(frozen, strict=strict)
+    return frozen

@@ -1,0 +1,43 @@
+"""Datasets, loaded whole into memory as normalized ``[N, C, H, W]`` tensors.
+
+``load_dataset(name, split, data_dir=None, subset=None)`` is the entry point; names:
+``fashion-mnist``, ``mnist``, ``idx`` (any MNIST-style IDX directory), ``digits`` (scikit-learn,
+bundled) and ``cifar10`` (python pickle version). Nothing is downloaded.
+"""
+
+from dynabit.data.base import (
+    DatasetError,
+    DatasetInfo,
+    ImageDataset,
+    NormStats,
+    Split,
+    denormalize,
+    normalize,
+)
+from dynabit.data.idx import read_idx, read_idx_header
+from dynabit.data.registry import (
+    DATASET_NAMES,
+    FASHION_MNIST_DIR,
+    MNIST_DIR,
+    NORM_STATS,
+    dataset_info,
+    load_dataset,
+)
+
+__all__ = [
+    "DATASET_NAMES",
+    "FASHION_MNIST_DIR",
+    "MNIST_DIR",
+    "NORM_STATS",
+    "DatasetError",
+    "DatasetInfo",
+    "ImageDataset",
+    "NormStats",
+    "Split",
+    "dataset_info",
+    "denormalize",
+    "load_dataset",
+    "normalize",
+    "read_idx",
+    "read_idx_header",
+]

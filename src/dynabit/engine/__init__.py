@@ -1,0 +1,41 @@
+"""Integer reference engine: lower a converted model to an integer program, save/load it, and
+run it with integer arithmetic only, skipping the low pass of unrefined groups.
+
+Entry points: :func:`lower`, :func:`save_program` / :func:`load_program`, :class:`Executor` /
+:func:`run_program`, :func:`evaluate_program`, :func:`with_refine_ratio`.
+"""
+
+from dynabit.engine.execute import EngineError, EngineResult, Executor, run_program
+from dynabit.engine.lower import lower
+from dynabit.engine.program import (
+    PROGRAM_FORMAT,
+    PROGRAM_VERSION,
+    IntegerProgram,
+    Op,
+    ProgramFormatError,
+    TensorInfo,
+    load_program,
+    save_program,
+)
+from dynabit.engine.trace import EngineTrace, LayerTrace, load_trace
+from dynabit.quant.integer_ops import UnsupportedLayerError
+
+__all__ = [
+    "PROGRAM_FORMAT",
+    "PROGRAM_VERSION",
+    "EngineError",
+    "EngineResult",
+    "EngineTrace",
+    "Executor",
+    "IntegerProgram",
+    "LayerTrace",
+    "Op",
+    "ProgramFormatError",
+    "TensorInfo",
+    "UnsupportedLayerError",
+    "load_program",
+    "load_trace",
+    "lower",
+    "run_program",
+    "save_program",
+]

@@ -1,0 +1,413 @@
+"""Execution of an integer program with integer arithmetic only.
+
+Everything after the input quantization (the one float step, at the boundary) runs on torch
+integer tensors: int32 matrix products (int64 when a layer's accumulator bound needs it),
+int64 requantization. A dual-precision layer computes its high pass for every group and its
+low pass **only for the refined groups**: the engine gathers the refined groups' input windows
+(output-directed: the output pixels of each refined (block, group); input-directed: the output
+pixels whose window touches a refined input group of the block) and multiplies just those, so
+the skipped MACs are not executed. This code is independent of the PyTorch model's frozen path;
+:func:`dynabit.engine.lower` only copies the integers over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from dynabit.engine.program import IntegerProgram, Op
+from dynabit.engine.trace import EngineTrace, LayerTrace
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+I64 = torch.int64
+
+
+class EngineError(RuntimeError):
+    """The program cannot run on this input (wrong shape, accumulator overflow...)."""
+
+
+@dataclass
+class EngineResult:
+    """What one run returns: the logits (dequantized), their integer codes, the trace."""
+
+    logits: torch.Tensor  # float64: logits_int * scale
+    logits_int: torch.Tensor  # int64
+    trace: EngineTrace
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _per_channel(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A ``(C,)`` or ``(1,)`` parameter broadcast along dim 1 of ``x``."""
+    if p.numel() == 1:
+        return p.reshape(())
+    return p.reshape(1, -1, *([1] * (x.dim() - 2)))
+
+
+def _windows(x: torch.Tensor, kernel, stride, padding, dilation, fill: int = 0) -> torch.Tensor:
+    """Sliding windows of ``x`` ``(N, C, H, W)``: ``(N, C, Ho, Wo, kh, kw)`` (a view when
+    possible); padding takes the value ``fill``."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    if ph or pw:
+        x = F.pad(x, (pw, pw, ph, ph), value=fill)
+    win = x.unfold(2, dh * (kh - 1) + 1, sh).unfold(3, dw * (kw - 1) + 1, sw)
+    return win[..., ::dh, ::dw]
+
+
+class _Layer:
+    """Precomputed constants of one conv/linear op."""
+
+    def __init__(self, op: Op, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
+        a = op.attrs
+        self.op = op
+        self.name = op.name
+        self.is_conv = op.kind == "conv2d"
+        w = op.params["weight"].to(I64)
+        if not self.is_conv:
+            w = w.reshape(*w.shape, 1, 1)
+            in_shape, out_shape = (in_shape[0], 1, 1), (out_shape[0], 1, 1)
+        self.in_shape, self.out_shape = in_shape, out_shape
+        self.cout, self.cin_g, self.kh, self.kw = (int(s) for s in w.shape)
+        self.stride = _pair(a.get("stride", 1))
+        self.padding = _pair(a.get("padding", 0))
+        self.dilation = _pair(a.get("dilation", 1))
+        self.groups = int(a.get("groups", 1))
+        self.cout_g = self.cout // self.groups
+        self.k = self.cin_g * self.kh * self.kw  # MACs per output element
+        self.pixels = out_shape[1] * out_shape[2]
+        self.dense_macs = self.cout * self.pixels * self.k
+        # Largest |accumulator|: decides int32 vs int64 products (the hardware holds int32).
+        bits = int(a["bits"])
+        qmax = (1 << (bits - 1)) if a["signed"] else (1 << bits) - 1
+        bound = self.k * qmax * int(w.abs().max()) + int(op.params["bias"].abs().max())
+        if bound > (1 << 62):
+            raise EngineError(f"{self.name}: accumulator bound {bound} exceeds int64")
+        self.mm_dtype = torch.int32 if bound <= INT32_MAX else I64
+        # Weights as (groups, K, Cout_g) matrices, columns ordered (c, ky, kx) like the windows.
+        self.w_mat = (
+            w.reshape(self.groups, self.cout_g, self.k).transpose(1, 2).contiguous().to(self.mm_dtype)
+        )
+        self.bias = op.params["bias"].to(I64)
+        self.dynamic = bool(a["dynamic"])
+        if self.dynamic:
+            self.lo_bits = int(a["lo_bits"])
+            self.midpoint = bool(a["midpoint"])
+            self.decision = a["decision"]
+            self.score = a["score"]
+            self.block = int(a["block_size"])
+            self.gh, self.gw = (int(g) for g in a["group"])
+            self.grid_c, self.grid_h, self.grid_w = (int(g) for g in a["grid"])
+            self.n_blocks = -(-self.grid_c // self.block)
+            self.n_gh = -(-self.grid_h // self.gh)
+            self.n_gw = -(-self.grid_w // self.gw)
+            self.threshold = op.params["threshold"].to(I64)
+            self.score_mult = op.params.get("score_mult")
+            kb = a.get("k_bounds")
+            self.k_bounds = None if kb is None else (int(kb[0]), int(kb[1]))
+            # Real elements of every (block, gy, gx) cell (partial blocks/groups at the edges).
+            ch = torch.clamp(self.grid_c - torch.arange(self.n_blocks) * self.block, max=self.block)
+            rh = torch.clamp(self.grid_h - torch.arange(self.n_gh) * self.gh, max=self.gh)
+            rw = torch.clamp(self.grid_w - torch.arange(self.n_gw) * self.gw, max=self.gw)
+            self.cell_counts = ch[:, None, None] * rh[None, :, None] * rw[None, None, :]
+
+    # ------------------------------------------------------------------ products
+    def windows(self, x: torch.Tensor) -> torch.Tensor:
+        """All input windows as a strided view ``(N, Ho, Wo, C, kh, kw)`` (no copy)."""
+        win = _windows(x.to(self.mm_dtype), (self.kh, self.kw), self.stride, self.padding,
+                       self.dilation)
+        return win.permute(0, 2, 3, 1, 4, 5)
+
+    def dense(self, x: torch.Tensor) -> torch.Tensor:
+        """Full convolution of integer ``x`` ``(N, Cin, H, W)``: int64 rows ``(N*Ho*Wo, Cout)``
+        (one row per output pixel, channels last)."""
+        cols = self.windows(x).reshape(-1, self.groups, self.k)  # im2col: columns (c, ky, kx)
+        if self.groups == 1:
+            return (cols[:, 0] @ self.w_mat[0]).to(I64)
+        out = torch.bmm(cols.transpose(0, 1), self.w_mat)  # (groups, rows, Cout_g)
+        return out.transpose(0, 1).reshape(cols.shape[0], self.cout).to(I64)
+
+    def gather(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """im2col rows of the output pixels ``rows`` (flat ``n*Ho*Wo + y*Wo + x``) only:
+        ``(len(rows), Cin*kh*kw)``; nothing is copied for the other pixels."""
+        ho, wo = self.out_shape[1:]
+        n, rem = rows // (ho * wo), rows % (ho * wo)
+        return self.windows(x)[n, rem // wo, rem % wo].reshape(rows.numel(), -1)
+
+    def product(
+        self, cols: torch.Tensor, cin: tuple[int, int], cout: tuple[int, int]
+    ) -> torch.Tensor:
+        """``cols`` (im2col columns of input channels ``cin``, inside one conv group) times the
+        weights into output channels ``cout`` of that group: int64 ``(rows, len(cout))``."""
+        g = cin[0] // self.cin_g
+        kk = self.kh * self.kw
+        w = self.w_mat[g][(cin[0] - g * self.cin_g) * kk : (cin[1] - g * self.cin_g) * kk]
+        w = w[:, cout[0] - g * self.cout_g : cout[1] - g * self.cout_g]
+        return (cols @ w).to(I64)
+
+    # ------------------------------------------------------------------ decisions
+    def scores(self, values: torch.Tensor) -> torch.Tensor:
+        """Integer score of every (sample, block, gy, gx) cell of int64 ``values``."""
+        n = values.shape[0]
+        pc = self.n_blocks * self.block - self.grid_c
+        ph = self.n_gh * self.gh - self.grid_h
+        pw = self.n_gw * self.gw - self.grid_w
+        fill = torch.iinfo(I64).min if self.score == "max" else 0
+        v = F.pad(values, (0, pw, 0, ph, 0, pc), value=fill) if pc or ph or pw else values
+        v = v.reshape(n, self.n_blocks, self.block, self.n_gh, self.gh, self.n_gw, self.gw)
+        v = v.permute(0, 1, 3, 5, 2, 4, 6).reshape(n, self.n_blocks, self.n_gh, self.n_gw, -1)
+        if self.score == "max":
+            return v.max(dim=-1).values
+        return torch.div(v.sum(dim=-1), self.cell_counts, rounding_mode="floor")
+
+    def decide(self, score: torch.Tensor) -> torch.Tensor:
+        """Refine mask ``(N, blocks, gy, gx)``: above threshold, then the exact top-k bounds."""
+        passed = score > self.threshold.view(1, -1, 1, 1)
+        if self.k_bounds is None:
+            return passed
+        k_lo, k_hi = self.k_bounds
+        n, b = score.shape[:2]
+        s = score.reshape(n, b, -1)
+        # rank = number of groups ahead: strictly higher score, or equal with a lower index.
+        idx = torch.arange(s.shape[-1])
+        ahead = (s[..., None, :] > s[..., :, None]) | (
+            (s[..., None, :] == s[..., :, None]) & (idx[None, :] < idx[:, None])
+        )
+        rank = ahead.sum(dim=-1).reshape(score.shape)
+        return (passed & (rank < k_hi)) | (rank < k_lo)
+
+    def expand(self, mask: torch.Tensor) -> torch.Tensor:
+        """A cell mask ``(N, blocks, gy, gx)`` as an element mask over the grid's map."""
+        m = mask.repeat_interleave(self.block, 1)[:, : self.grid_c]
+        m = m.repeat_interleave(self.gh, 2)[:, :, : self.grid_h]
+        return m.repeat_interleave(self.gw, 3)[:, :, :, : self.grid_w]
+
+    # ------------------------------------------------------------------ run
+    def as_map(self, rows: torch.Tensor, n: int) -> torch.Tensor:
+        """Channels-last rows ``(N*Ho*Wo, C)`` viewed as ``(N, C, Ho, Wo)`` (no copy)."""
+        ho, wo = self.out_shape[1:]
+        return rows.reshape(n, ho, wo, -1).permute(0, 3, 1, 2)
+
+    def __call__(self, codes: torch.Tensor) -> tuple[torch.Tensor, LayerTrace]:
+        n = codes.shape[0]
+        x = codes.reshape(n, *self.in_shape).to(I64)
+        bias = self.bias.view(1, -1)
+        if not self.dynamic:
+            acc = self.dense(x) + bias
+            macs = torch.full((n,), self.dense_macs, dtype=I64)
+            return self.as_map(acc, n), LayerTrace.static(self.name, macs, self.dense_macs)
+        q_hi = x >> self.lo_bits  # floor division by 2**lo_bits (arithmetic shift)
+        hi = q_hi << self.lo_bits
+        if self.midpoint and self.lo_bits > 0:
+            hi = hi + (q_hi != 0).to(I64) * (1 << (self.lo_bits - 1))
+        lo = x - hi
+        acc = self.dense(hi) + bias  # high pass: every group
+        if self.decision == "output":
+            values = self.as_map(acc, n) * self.score_mult.to(I64).view(1, -1, 1, 1)
+            mask = self.decide(self.scores(values))
+            lo_macs = self._low_pass_output(acc, lo, mask)
+            refined_macs = lo_macs
+        else:
+            mask = self.decide(self.scores(x))
+            lo_macs, refined_macs = self._low_pass_input(acc, lo, mask)
+        refined_elems = (mask.to(I64) * self.cell_counts).sum(dim=(1, 2, 3))
+        trace = LayerTrace(
+            name=self.name,
+            dynamic=True,
+            decision=self.decision,
+            mask=mask,
+            macs_hi=torch.full((n,), self.dense_macs, dtype=I64),
+            macs_lo=lo_macs,
+            macs_lo_refined=refined_macs,
+            macs_dense=self.dense_macs,
+            elements=int(self.cell_counts.sum()),
+            refined_elements=refined_elems,
+            grid=(self.grid_c, self.grid_h, self.grid_w, self.block, self.gh, self.gw),
+        )
+        return self.as_map(acc, n), trace
+
+    @staticmethod
+    def _pieces(c0: int, c1: int, per_group: int) -> list[tuple[int, int, int]]:
+        """``(conv group, lo, hi)`` pieces of the channel range ``[c0, c1)``."""
+        return [
+            (g, max(c0, g * per_group), min(c1, (g + 1) * per_group))
+            for g in range(c0 // per_group, (c1 - 1) // per_group + 1)
+        ]
+
+    def _cell_rows(self, sel: torch.Tensor) -> torch.Tensor:
+        """Flat output rows of the cells ``sel`` ``(cells, 3)`` = (sample, gy, gx), sorted."""
+        ho, wo = self.out_shape[1:]
+        oy = sel[:, 1:2, None] * self.gh + torch.arange(self.gh)[None, :, None]
+        ox = sel[:, 2:3, None] * self.gw + torch.arange(self.gw)[None, None, :]
+        oy, ox = oy.expand(-1, self.gh, self.gw), ox.expand(-1, self.gh, self.gw)
+        valid = (oy < ho) & (ox < wo)
+        rows = sel[:, 0:1, None] * (ho * wo) + oy * wo + ox
+        return rows[valid].sort().values
+
+    def _low_pass_output(self, acc: torch.Tensor, lo: torch.Tensor, mask: torch.Tensor):
+        """Add the low pass of the refined (block, group) cells to ``acc`` (rows), and nothing
+        else. Returns the MACs done per sample."""
+        n = mask.shape[0]
+        p = self.pixels
+        macs = torch.zeros(n, dtype=I64)
+        per_block = [self._cell_rows(mask[:, b].nonzero()) for b in range(self.n_blocks)]
+        if all(r.numel() == 0 for r in per_block):
+            return macs
+        union = torch.unique(torch.cat(per_block))  # sorted
+        cols = self.gather(lo, union)  # im2col of the refined pixels only, once per layer
+        for b, rows in enumerate(per_block):
+            if rows.numel() == 0:
+                continue
+            sub = cols.index_select(0, torch.searchsorted(union, rows))
+            c0, c1 = b * self.block, min((b + 1) * self.block, self.cout)
+            for g, a0, a1 in self._pieces(c0, c1, self.cout_g):
+                cin = (g * self.cin_g, (g + 1) * self.cin_g)
+                part = sub[:, g * self.k : (g + 1) * self.k]
+                acc[:, a0:a1].index_add_(0, rows, self.product(part, cin, (a0, a1)))
+                macs += torch.bincount(rows // p, minlength=n) * ((a1 - a0) * self.k)
+        return macs
+
+    def _low_pass_input(self, acc: torch.Tensor, lo: torch.Tensor, mask: torch.Tensor):
+        """Add the low pass of the refined input groups: for each input block, only the output
+        pixels whose window holds one of its refined inputs, and only the block's channels.
+        Returns (MACs done, MACs on refined inputs) per sample."""
+        n = mask.shape[0]
+        p = self.pixels
+        kk = self.kh * self.kw
+        macs = torch.zeros(n, dtype=I64)
+        refined = torch.zeros(n, dtype=I64)
+        if not bool(mask.any()):
+            return macs, refined
+        elem = self.expand(mask).to(I64)  # (N, Cin, H, W): refined input elements
+        win_args = ((self.kh, self.kw), self.stride, self.padding, self.dilation)
+        work = []  # (rows, conv group, input channel range)
+        for b in range(self.n_blocks):
+            if not bool(mask[:, b].any()):
+                continue
+            c0, c1 = b * self.block, min((b + 1) * self.block, self.grid_c)
+            for g, a0, a1 in self._pieces(c0, c1, self.cin_g):
+                # refined inputs of this piece inside each output pixel's window
+                hits = _windows(elem[:, a0:a1].sum(dim=1, keepdim=True), *win_args)
+                hits = hits.sum(dim=(-1, -2)).reshape(-1)  # (N*Ho*Wo,)
+                refined += hits.reshape(n, -1).sum(dim=1) * self.cout_g
+                rows = hits.nonzero().reshape(-1)
+                if rows.numel():
+                    work.append((rows, g, a0, a1))
+        if not work:
+            return macs, refined
+        union = torch.unique(torch.cat([w[0] for w in work]))
+        cols = self.gather(lo * elem, union)  # unrefined low parts never enter a product
+        for rows, g, a0, a1 in work:
+            sub = cols.index_select(0, torch.searchsorted(union, rows))[:, a0 * kk : a1 * kk]
+            cout = (g * self.cout_g, (g + 1) * self.cout_g)
+            acc[:, cout[0] : cout[1]].index_add_(0, rows, self.product(sub, (a0, a1), cout))
+            macs += torch.bincount(rows // p, minlength=n) * ((a1 - a0) * kk * self.cout_g)
+        return macs, refined
+
+
+class Executor:
+    """Runs an :class:`IntegerProgram`; constants are prepared once at construction."""
+
+    def __init__(self, program: IntegerProgram) -> None:
+        self.program = program
+        self.layers: dict[int, _Layer] = {}
+        for i, op in enumerate(program.ops):
+            if op.kind in ("conv2d", "linear"):
+                in_shape = program.tensors[op.inputs[0]].shape
+                out_shape = program.tensors[op.output].shape
+                self.layers[i] = _Layer(op, in_shape, out_shape)
+
+    def quantize_input(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The boundary step (the only float arithmetic): input codes for each quantizer."""
+        out = {}
+        for op in self.program.ops:
+            if op.kind == "quantize":
+                s = torch.tensor(op.attrs["scale"], dtype=torch.float32)
+                q = torch.round(x.to(torch.float32) / s)
+                out[op.output] = torch.clamp(q, op.attrs["qmin"], op.attrs["qmax"]).to(I64)
+        return out
+
+    def __call__(self, x: torch.Tensor, keep: bool = False) -> EngineResult:
+        """Run on float inputs ``(N, C, H, W)``; ``keep`` also keeps every layer's input codes
+        and accumulators in the trace."""
+        expect = self.program.input_shape
+        if tuple(x.shape[1:]) != tuple(expect):
+            raise EngineError(
+                f"input samples have shape {tuple(x.shape[1:])}, the program was lowered for "
+                f"{tuple(expect)}"
+            )
+        return self.run_codes(self.quantize_input(x), x.shape[0], keep)
+
+    def run_codes(
+        self, codes: dict[str, torch.Tensor], batch: int, keep: bool = False
+    ) -> EngineResult:
+        """Run from the input codes of :meth:`quantize_input`: integer arithmetic only."""
+        env: dict[str, torch.Tensor] = dict(codes)
+        layers: list[LayerTrace] = []
+        for i, op in enumerate(self.program.ops):
+            if op.kind == "quantize":
+                continue
+            args = [env[name] for name in op.inputs]
+            if op.kind in ("conv2d", "linear"):
+                acc, lt = self.layers[i](args[0])
+                if int(acc.max()) > INT32_MAX or int(acc.min()) < INT32_MIN:
+                    raise EngineError(f"{op.name}: accumulator overflows int32")
+                if op.kind == "linear":
+                    acc = acc.reshape(batch, -1)
+                if keep:
+                    lt.codes, lt.acc = args[0], acc
+                layers.append(lt)
+                env[op.output] = acc
+            else:
+                env[op.output] = _simple_op(op, args)
+        out = env[self.program.output]
+        scale = self.program.tensors[self.program.output].scale
+        logits = out.double() * _per_channel(scale, out)
+        return EngineResult(logits, out, EngineTrace(layers, batch))
+
+
+def _simple_op(op: Op, args: list[torch.Tensor]) -> torch.Tensor:
+    x = args[0]
+    p, a = op.params, op.attrs
+    if op.kind == "requant":
+        mult, shift = _per_channel(p["mult"], x), _per_channel(p["shift"], x)
+        y = (x * mult + (torch.ones_like(shift) << (shift - 1))) >> shift
+        return torch.clamp(y, a["qmin"], a["qmax"])
+    if op.kind == "clamp":
+        lo, hi = _per_channel(p["lo"], x), _per_channel(p["hi"], x)
+        return torch.minimum(torch.maximum(x, lo), hi)
+    if op.kind == "maxpool2d":
+        fill = torch.iinfo(I64).min
+        win = _windows(x, _pair(a["kernel"]), _pair(a["stride"]), _pair(a["padding"]),
+                       _pair(a["dilation"]), fill)
+        return win.amax(dim=(-1, -2))
+    if op.kind == "avgpool2d":
+        ph, pw = _pair(a["padding"])
+        if ph or pw:
+            x = F.pad(x, (pw, pw, ph, ph))
+        rows = [(int(r0), int(r1)) for r0, r1 in a["row_bins"]]
+        cols = [(int(c0), int(c1)) for c0, c1 in a["col_bins"]]
+        out = torch.empty(x.shape[0], x.shape[1], len(rows), len(cols), dtype=I64)
+        for i, (r0, r1) in enumerate(rows):
+            for j, (c0, c1) in enumerate(cols):
+                total = x[:, :, r0:r1, c0:c1].sum(dim=(-1, -2))
+                count = (r1 - r0) * (c1 - c0)
+                out[:, :, i, j] = torch.div(2 * total + count, 2 * count, rounding_mode="floor")
+        return out
+    if op.kind == "add":
+        b = args[1]
+        s = int(a["shift"])
+        y = x * _per_channel(p["mult_a"], x) + b * _per_channel(p["mult_b"], b)
+        return torch.clamp((y + (1 << (s - 1))) >> s, INT32_MIN, INT32_MAX)
+    if op.kind == "flatten":
+        return x.reshape(x.shape[0], -1)
+    raise EngineError(f"unknown operation kind {op.kind!r} ({op.name})")
+
+
+def run_program(program: IntegerProgram, x: torch.Tensor, keep: bool = False) -> EngineResult:
+    """Run ``program`` on float inputs ``x`` ``(N, C, H, W)`` (see :class:`Executor`)."""
+    return Executor(program)(x, keep)

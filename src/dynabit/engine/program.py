@@ -1,0 +1,222 @@
+"""The integer program: a flat list of integer operations, and its file format.
+
+A program is what :func:`dynabit.engine.lower` makes of a converted model. Tensors are named;
+each has a shape (without the batch dimension), a kind and a scale (float64, per channel of
+dim 1 or one value) that says what its integers mean — scales are metadata: execution never
+reads them, except the float32 scale of the input quantization at the boundary.
+
+File format (one ``.safetensors`` file): the tensors are the operations' integer parameters
+(``ops/<index>/<key>``) and the tensor scales (``scales/<tensor name>``); the safetensors
+header metadata holds ``format`` (:data:`PROGRAM_FORMAT`), ``version``
+(:data:`PROGRAM_VERSION`), ``sha256`` (of the tensors' bytes in key order) and ``program``: a
+JSON description of the operations, tensors, input and output. See ``docs/engine.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load, save
+
+from dynabit.utils.files import atomic_write_bytes
+
+PROGRAM_FORMAT = "dynabit-integer-program"
+PROGRAM_VERSION = 1
+
+OP_KINDS = (
+    "quantize",  # float input -> codes: clamp(round_half_even(x / s) in float32)
+    "requant",  # int -> codes: clamp((t * mult + 2**(shift-1)) >> shift)
+    "conv2d",  # codes -> accumulator (static, or dynamic dual precision)
+    "linear",  # codes -> accumulator (static, or dynamic dual precision)
+    "clamp",  # int -> int: clamp(t, lo, hi) (ReLU, ReLU6, Hardtanh)
+    "maxpool2d",  # int -> int
+    "avgpool2d",  # int -> int: exact bin sums, round_half_up(sum / count)
+    "add",  # int, int -> int32: clamp32((a * mult_a + b * mult_b + 2**(shift-1)) >> shift)
+    "flatten",  # (N, C, H, W) -> (N, C*H*W)
+)
+
+
+class ProgramFormatError(ValueError):
+    """An integer program file is missing, truncated, corrupt or of another version."""
+
+
+@dataclass
+class TensorInfo:
+    """A named tensor of the program."""
+
+    shape: tuple[int, ...]  # without the batch dimension
+    kind: str  # "float" (model input), "codes" (a layer's input), "acc", "int"
+    scale: torch.Tensor  # float64, (C,) along dim 1, or (1,)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"shape": list(self.shape), "kind": self.kind}
+
+
+@dataclass
+class Op:
+    """One operation: ``output = kind(inputs; attrs, params)``."""
+
+    kind: str
+    name: str  # the model's module name (or graph node name)
+    inputs: list[str]
+    output: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "inputs": list(self.inputs),
+            "output": self.output,
+            "attrs": self.attrs,
+            "params": {k: [str(v.dtype).removeprefix("torch."), list(v.shape)]
+                       for k, v in self.params.items()},
+        }
+
+
+@dataclass
+class IntegerProgram:
+    """A lowered model: integer operations in execution order."""
+
+    input: str
+    output: str
+    ops: list[Op]
+    tensors: dict[str, TensorInfo]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """``(C, H, W)`` of one input sample."""
+        return self.tensors[self.input].shape
+
+    def layer_ops(self) -> list[Op]:
+        """The conv/linear operations."""
+        return [op for op in self.ops if op.kind in ("conv2d", "linear")]
+
+    def dynamic_ops(self) -> list[Op]:
+        """The dual-precision conv/linear operations."""
+        return [op for op in self.layer_ops() if op.attrs["dynamic"]]
+
+    def copy(self) -> IntegerProgram:
+        """A deep copy (parameters included)."""
+        return copy.deepcopy(self)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "input": self.input,
+            "output": self.output,
+            "ops": [op.to_json() for op in self.ops],
+            "tensors": {k: t.to_json() for k, t in self.tensors.items()},
+            "meta": self.meta,
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write the program to one ``.safetensors`` file (atomically)."""
+        save_program(self, path)
+
+
+def _flat_tensors(program: IntegerProgram) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for i, op in enumerate(program.ops):
+        for k, v in op.params.items():
+            out[f"ops/{i}/{k}"] = v.detach().cpu().contiguous()
+    for name, t in program.tensors.items():
+        out[f"scales/{name}"] = t.scale.detach().cpu().double().contiguous()
+    return out
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        h.update(k.encode())
+        h.update(tensors[k].numpy().tobytes())
+    return h.hexdigest()
+
+
+def save_program(program: IntegerProgram, path: str | Path) -> None:
+    """Write ``program`` to ``path`` (safetensors; description and version in its header)."""
+    tensors = _flat_tensors(program)
+    metadata = {
+        "format": PROGRAM_FORMAT,
+        "version": str(PROGRAM_VERSION),
+        "sha256": _digest(tensors),
+        "program": json.dumps(program.to_json(), sort_keys=True),
+    }
+    atomic_write_bytes(path, save(tensors, metadata=metadata))
+
+
+def _header(data: bytes, where: str) -> dict[str, str]:
+    """The safetensors metadata of ``data`` (read without the tensor library)."""
+    if len(data) < 8:
+        raise ProgramFormatError(f"{where}: not an integer program file (only {len(data)} bytes)")
+    n = int.from_bytes(data[:8], "little")
+    if n > len(data) - 8:
+        raise ProgramFormatError(
+            f"{where}: truncated file: its header claims {n} bytes, {len(data) - 8} remain"
+        )
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ProgramFormatError(f"{where}: not a safetensors file ({e})") from None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
+def load_program(path: str | Path) -> IntegerProgram:
+    """Read a program written by :func:`save_program`.
+
+    Raises :class:`ProgramFormatError` for a missing or truncated file, a file that is not an
+    integer program, one written by another format version, or one whose contents do not match
+    their checksum.
+    """
+    p = Path(path)
+    where = str(p)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ProgramFormatError(f"cannot read integer program {where!r}: {e}") from None
+    meta = _header(data, where)
+    if meta.get("format") != PROGRAM_FORMAT:
+        raise ProgramFormatError(
+            f"{where}: not a dynabit integer program (format {meta.get('format')!r}, "
+            f"expected {PROGRAM_FORMAT!r})"
+        )
+    if meta.get("version") != str(PROGRAM_VERSION):
+        raise ProgramFormatError(
+            f"{where}: integer program format version {meta.get('version')}, this dynabit reads "
+            f"version {PROGRAM_VERSION}; export the model again with this version"
+        )
+    try:
+        tensors = load(data)
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise ProgramFormatError(f"{where}: truncated or corrupt tensor data ({e})") from None
+    if _digest(tensors) != meta.get("sha256"):
+        raise ProgramFormatError(f"{where}: tensor data does not match its checksum (corrupt)")
+    try:
+        desc = json.loads(meta["program"])
+        ops = []
+        for i, o in enumerate(desc["ops"]):
+            params = {k: tensors[f"ops/{i}/{k}"] for k in o["params"]}
+            for k, (dtype, shape) in o["params"].items():
+                if str(params[k].dtype).removeprefix("torch.") != dtype or list(
+                    params[k].shape
+                ) != list(shape):
+                    raise ProgramFormatError(f"{where}: op {i} parameter {k!r} is inconsistent")
+            ops.append(Op(o["kind"], o["name"], o["inputs"], o["output"], o["attrs"], params))
+        infos = {
+            k: TensorInfo(tuple(t["shape"]), t["kind"], tensors[f"scales/{k}"])
+            for k, t in desc["tensors"].items()
+        }
+        return IntegerProgram(desc["input"], desc["output"], ops, infos, desc.get("meta", {}))
+    except (KeyError, TypeError, ValueError) as e:
+        if isinstance(e, ProgramFormatError):
+            raise
+        raise ProgramFormatError(f"{where}: malformed program description ({e!r})") from None

@@ -1,0 +1,20 @@
+"""Our own models (torchvision is not usable here): made only of modules, BN after its conv."""
+
+from dynabit.models.layers import Add, ConvBNReLU, init_weights
+from dynabit.models.registry import DEFAULT_WIDTHS, MODEL_NAMES, build_model
+from dynabit.models.resnet import BasicBlock, ResNet, resnet18, resnet20
+from dynabit.models.small_cnn import SmallCNN
+
+__all__ = [
+    "DEFAULT_WIDTHS",
+    "MODEL_NAMES",
+    "Add",
+    "BasicBlock",
+    "ConvBNReLU",
+    "ResNet",
+    "SmallCNN",
+    "build_model",
+    "init_weights",
+    "resnet18",
+    "resnet20",
+]

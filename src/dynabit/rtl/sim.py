@@ -1,0 +1,110 @@
+"""Run a :class:`~dynabit.rtl.program.TileProgram` on the tile in Amaranth's simulator.
+
+The testbench plays the buffers (synchronous-read memories answering one cycle after the
+request), collects the drained rows and the decisions, and measures cycles two ways: the
+tile's own fold counter, and — independently — the cycles between the first MAC of PE
+``(0, 0)`` and the last MAC of PE ``(R-1, C-1)``, read off the PEs' control inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth.sim import Simulator
+
+from dynabit.rtl.program import TileProgram, unpack_lanes
+from dynabit.rtl.tile import Tile
+
+
+@dataclass
+class SimResult:
+    """What the tile produced and how long it took."""
+
+    outputs: dict[tuple[int, int, int], list[int]]  # (block, group, row) -> C accumulators
+    decisions: dict[tuple[int, int], bool]  # (block, group) -> refined
+    compute_cycles: int  # last MAC cycle - first MAC cycle
+    fold_cycles: int  # the tile's perf counter (cycles spent in folds)
+    latency: int  # cycles from start to done
+    reads: dict[str, int] = field(default_factory=dict)  # words read per buffer
+
+
+class SimulationError(RuntimeError):
+    """The simulated tile misbehaved (timeout, read outside a buffer, duplicate output)."""
+
+
+def simulate(prog: TileProgram, vcd: str | Path | None = None, max_cycles: int | None = None
+             ) -> SimResult:
+    """Simulate ``prog`` cycle by cycle and return the tile's outputs, decisions and cycles."""
+    p = prog.params
+    dut = Tile(p)
+    pe_first = dut.array.pes[0][0]
+    pe_last = dut.array.pes[p.rows - 1][p.cols - 1]
+    limit = max_cycles or 4 * (prog.n_groups * prog.n_blocks * 2 + 2) * (
+        p.fold_cycles(prog.k) + p.rows + 4
+    )
+    res = SimResult(outputs={}, decisions={}, compute_cycles=-1, fold_cycles=-1, latency=-1)
+    reads = {"act": 0, "lo": 0, "weights": 0, "params": 0}
+    mems = {"act": prog.act, "lo": prog.lo, "weights": prog.weights, "params": prog.block_params}
+    ports = [
+        ("act", dut.act_rd_en, dut.act_rd_addr, dut.act_rd_data),
+        ("weights", dut.w_rd_en, dut.w_rd_addr, dut.w_rd_data),
+        ("params", dut.prm_rd_en, dut.prm_rd_addr, dut.prm_rd_data),
+    ]
+    if p.dynamic:
+        ports.append(("lo", dut.lo_rd_en, dut.lo_rd_addr, dut.lo_rd_data))
+
+    async def bench(ctx) -> None:  # noqa: ANN001 - amaranth's SimulatorContext
+        ctx.set(dut.k_len, prog.k)
+        ctx.set(dut.n_groups, prog.n_groups)
+        ctx.set(dut.n_blocks, prog.n_blocks)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        pending: list[tuple[object, int]] = []
+        first_mac = last_mac = -1
+        for cycle in range(1, limit):
+            for sig, word in pending:  # answers to last cycle's reads
+                ctx.set(sig, word)
+            pending = []
+            for name, en, addr, rdata in ports:
+                if ctx.get(en):
+                    a = ctx.get(addr)
+                    mem = mems[name]
+                    if a >= len(mem):
+                        raise SimulationError(f"{name} read at {a} beyond {len(mem)} words")
+                    reads[name] += 1
+                    pending.append((rdata.as_value(), mem[a]))
+            if ctx.get(pe_first.ctl_in.valid) and first_mac < 0:
+                first_mac = cycle
+            if ctx.get(pe_last.ctl_in.valid):
+                last_mac = cycle
+            if ctx.get(dut.out_valid):
+                key = (ctx.get(dut.out_block), ctx.get(dut.out_group), ctx.get(dut.out_row))
+                if key in res.outputs:
+                    raise SimulationError(f"row {key} drained twice")
+                word = ctx.get(dut.out_data.as_value())
+                res.outputs[key] = unpack_lanes(word, p.acc_bits, p.cols)
+            if p.dynamic and ctx.get(dut.dec_valid):
+                key = (ctx.get(dut.dec_block), ctx.get(dut.dec_group))
+                if key in res.decisions:
+                    raise SimulationError(f"tile {key} decided twice")
+                res.decisions[key] = bool(ctx.get(dut.dec_refine))
+            if ctx.get(dut.done):
+                res.latency = cycle
+                res.fold_cycles = ctx.get(dut.perf_cycles)
+                res.compute_cycles = last_mac - first_mac
+                return
+            await ctx.tick()
+        raise SimulationError(f"tile did not finish within {limit} cycles")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    if vcd is not None:
+        with sim.write_vcd(str(vcd)):
+            sim.run()
+    else:
+        sim.run()
+    res.reads = reads
+    return res

@@ -1,0 +1,236 @@
+"""Check the tile against the arithmetic and the cycle model, layer by layer.
+
+:func:`verify_job` runs a :class:`~dynabit.rtl.program.LayerJob` sample by sample on the
+simulated dynamic tile (and on the uniform baseline tile) and compares
+
+- outputs and decisions with the numpy golden model and with any references given (the integer
+  engine, the frozen PyTorch layer): all must agree bit for bit;
+- the cycles the tile took (first MAC to last MAC) with the closed form
+  :func:`~dynabit.rtl.program.predicted_cycles` and with the cycle model
+  :func:`dynabit.hardware.simulate` fed the same layer shape, array and masks.
+
+Samples run one at a time because the cycle model counts cycles per sample.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dynabit.rtl.extract import Reference
+from dynabit.rtl.params import TileParams
+from dynabit.rtl.program import (
+    LayerJob,
+    build_program,
+    golden,
+    golden_uniform,
+    predicted_cycles,
+    scatter_outputs,
+)
+from dynabit.rtl.sim import SimResult, simulate
+
+
+def params_for(job: LayerJob, **overrides: Any) -> TileParams:
+    """The dynamic tile that runs ``job``: ``R = g_h * g_w`` rows, ``C = block_size`` columns."""
+    kw: dict[str, Any] = {
+        "rows": job.group[0] * job.group[1],
+        "cols": job.block_size,
+        "hi_bits": job.hi_bits,
+        "lo_bits": job.lo_bits,
+        "weight_bits": job.weight_bits,
+        "act_signed": job.act_signed,
+        "score": job.score,
+    }
+    kw.update(overrides)
+    return TileParams(**kw)
+
+
+def layer_shape(job: LayerJob) -> Any:
+    """The :class:`dynabit.hardware.LayerShape` of ``job`` (a 1x1 conv when no geometry)."""
+    from dynabit.hardware import LayerShape
+
+    g = job.conv or {}
+    kind = g.get("kind", "conv")
+    return LayerShape(
+        name=job.name,
+        kind=kind,
+        in_channels=int(g.get("in_channels", job.k)),
+        out_channels=job.c_out,
+        in_hw=tuple(g.get("in_hw", job.out_hw)),
+        out_hw=job.out_hw,
+        kernel=tuple(g.get("kernel", (1, 1))),
+        stride=tuple(g.get("stride", (1, 1))),
+        padding=tuple(g.get("padding", (0, 0))),
+        dilation=tuple(g.get("dilation", (1, 1))),
+        group=job.group,
+        block_size=job.block_size,
+        decision="output",
+        dynamic=True,
+        bits=job.bits,
+        hi_bits=job.hi_bits,
+    )
+
+
+def model_cycles(p: TileParams, job: LayerJob, mask: np.ndarray | None) -> list[int]:
+    """Per-sample compute cycles that :func:`dynabit.hardware.simulate` predicts for ``job``.
+
+    Dynamic tile: mode ``dynamic`` with ``mask``; uniform tile: mode ``bitparallel`` (one pass
+    of ``8 x W`` PEs) when ``B <= 8``, else ``dense`` with ``B``-bit chunks.
+    """
+    from dynabit.config.hardware import HardwareConfig
+    from dynabit.hardware import simulate as hw_simulate
+
+    shape = layer_shape(job)
+    chunk = max(p.hi_bits, p.lo_bits) if p.dynamic else p.bits
+    hw = HardwareConfig(
+        rows=p.rows,
+        cols=p.cols,
+        dataflow="os",
+        act_chunk_bits=chunk,
+        weight_bits=p.weight_bits,
+        acc_bits=p.acc_bits,
+    )
+    n = int(job.cols.shape[0])
+    if p.dynamic:
+        res = hw_simulate([shape], {job.name: np.asarray(mask, dtype=bool)}, hw, mode="dynamic")
+    else:
+        mode = "bitparallel" if p.bits <= 8 else "dense"
+        res = hw_simulate([shape], None, hw, mode=mode, samples=n)  # type: ignore[arg-type]
+    return [int(c) for c in res.compute_cycles[0]]
+
+
+def decisions_mask(job: LayerJob, decisions: dict[tuple[int, int], bool]) -> np.ndarray:
+    """The tile's ``{(block, group): refined}`` as a ``(N, blocks, gh, gw)`` mask."""
+    n = int(job.cols.shape[0])
+    gh, gw = job.grid
+    mask = np.zeros((n, job.n_blocks, gh, gw), dtype=bool)
+    seen = np.zeros_like(mask)
+    for (b, g), v in decisions.items():
+        s, rem = divmod(g, gh * gw)
+        y, x = divmod(rem, gw)
+        mask[s, b, y, x] = v
+        seen[s, b, y, x] = True
+    if not seen.all():
+        raise RuntimeError(f"{int((~seen).sum())} tiles were never decided")
+    return mask
+
+
+@dataclass
+class TileRun:
+    """One tile configuration on one layer: exactness and cycles per sample."""
+
+    tile: str
+    bit_exact: bool
+    decisions_exact: bool
+    cycles_rtl: list[int] = field(default_factory=list)
+    cycles_formula: list[int] = field(default_factory=list)
+    cycles_model: list[int] | None = None
+    refined_tiles: int = 0
+    tiles: int = 0
+    reads: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def cycle_exact(self) -> bool:
+        """RTL cycles equal the closed form and (when run) the cycle model, every sample."""
+        ok = self.cycles_rtl == self.cycles_formula
+        return ok and (self.cycles_model is None or self.cycles_rtl == self.cycles_model)
+
+
+@dataclass
+class LayerCheck:
+    """Result of :func:`verify_job`."""
+
+    name: str
+    k: int
+    samples: int
+    references: list[str]
+    dynamic: TileRun
+    uniform: TileRun | None = None
+    mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        runs = [self.dynamic] + ([self.uniform] if self.uniform else [])
+        return all(r.bit_exact and r.decisions_exact and r.cycle_exact for r in runs)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ok"] = self.ok
+        d["dynamic"]["cycle_exact"] = self.dynamic.cycle_exact
+        if self.uniform is not None:
+            d["uniform"]["cycle_exact"] = self.uniform.cycle_exact
+        return d
+
+
+def _accumulate(run: TileRun, res: SimResult) -> None:
+    for key, v in res.reads.items():
+        run.reads[key] = run.reads.get(key, 0) + v
+
+
+def verify_job(
+    job: LayerJob,
+    p: TileParams | None = None,
+    references: Sequence[Reference] = (),
+    uniform: bool = True,
+    use_model: bool = True,
+    samples: int | None = None,
+) -> LayerCheck:
+    """Simulate ``job`` (its first ``samples`` samples) and compare everything (see module doc)."""
+    p = p or params_for(job)
+    n = int(job.cols.shape[0]) if samples is None else min(samples, int(job.cols.shape[0]))
+    check = LayerCheck(job.name, job.k, n, ["golden"] + [r.source for r in references],
+                       TileRun(p.tag, True, True))
+    dyn = check.dynamic
+    for s in range(n):
+        sj = job.sample(s)
+        gold = golden(sj)
+        t0 = time.perf_counter()
+        prog = build_program(p, sj)
+        res = simulate(prog)
+        dyn.seconds += time.perf_counter() - t0
+        out = scatter_outputs(prog, res.outputs, sj)
+        mask = decisions_mask(sj, res.decisions)
+        exact = [("golden", gold.acc, gold.mask)]
+        exact += [(r.source, r.acc[s : s + 1], r.mask[s : s + 1]) for r in references]
+        for src, acc, ref_mask in exact:
+            if not np.array_equal(out, acc):
+                dyn.bit_exact = False
+                check.mismatches.append(f"sample {s}: outputs differ from {src}")
+            if not np.array_equal(mask, ref_mask):
+                dyn.decisions_exact = False
+                check.mismatches.append(f"sample {s}: decisions differ from {src}")
+        dyn.cycles_rtl.append(res.compute_cycles)
+        dyn.cycles_formula.append(predicted_cycles(p, sj, gold.mask))
+        if use_model:
+            dyn.cycles_model = (dyn.cycles_model or []) + model_cycles(p, sj, gold.mask)
+        dyn.refined_tiles += int(gold.mask.sum())
+        dyn.tiles += sj.n_tiles
+        _accumulate(dyn, res)
+    if uniform:
+        pu = p.uniform()
+        uni = TileRun(pu.tag, True, True)
+        for s in range(n):
+            sj = job.sample(s)
+            t0 = time.perf_counter()
+            prog = build_program(pu, sj)
+            res = simulate(prog)
+            uni.seconds += time.perf_counter() - t0
+            out = scatter_outputs(prog, res.outputs, sj)
+            if not np.array_equal(out, golden_uniform(sj)):
+                uni.bit_exact = False
+                check.mismatches.append(f"sample {s}: uniform tile outputs differ from bias + W q")
+            uni.cycles_rtl.append(res.compute_cycles)
+            uni.cycles_formula.append(predicted_cycles(pu, sj))
+            if use_model:
+                uni.cycles_model = (uni.cycles_model or []) + model_cycles(pu, sj, None)
+            uni.tiles += prog.n_groups * prog.n_blocks
+            _accumulate(uni, res)
+        check.uniform = uni
+    if not (dyn.cycle_exact and (check.uniform is None or check.uniform.cycle_exact)):
+        check.mismatches.append("cycles differ (see cycles_rtl / cycles_formula / cycles_model)")
+    return check

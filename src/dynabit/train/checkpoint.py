@@ -1,0 +1,364 @@
+"""Checkpoints: one folder per save, written under a temporary name then renamed.
+
+Layout of ``<run>/checkpoints/``::
+
+    latest                    # name of the newest complete checkpoint (atomically replaced)
+    step-00000120/
+        model.safetensors     # model state_dict
+        optimizer.safetensors # optimizer tensors, flattened as state.<param>.<key>
+        rng.safetensors       # torch / numpy / python RNG state of every rank
+        ranks.safetensors     # other per-rank tensors (e.g. running counters of the epoch)
+        state.json            # epoch, step in epoch, global step, scheduler, optimizer layout
+        config.yaml           # the run config (train / quant sections)
+
+A reader never sees a half-written checkpoint: the folder appears by ``os.rename`` once its
+files are flushed, and ``latest`` is replaced atomically afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from dynabit.config.io import ConfigError
+from dynabit.config.run import RunConfig, load_run_config, save_run_config
+from dynabit.utils.files import atomic_write_text
+
+CKPT_DIR = "checkpoints"
+LATEST = "latest"
+_NAME = re.compile(r"^step-(\d+)$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing or unreadable; the message says where we looked."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint. Tensors are on CPU."""
+
+    path: Path
+    model: dict[str, torch.Tensor]
+    state: dict[str, Any]
+    config: RunConfig | None
+    optimizer: dict[str, Any] | None = None
+    scheduler: dict[str, Any] | None = None
+    rng: list[dict[str, Any]] = field(default_factory=list)
+    ranks: list[dict[str, Any]] = field(default_factory=list)  # per-rank extras, rank order
+
+    @property
+    def epoch(self) -> int:
+        """The epoch to run next (``step`` steps of it are already done)."""
+        return int(self.state["epoch"])
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
+    @property
+    def global_step(self) -> int:
+        return int(self.state["global_step"])
+
+
+# ----------------------------------------------------------------------------- RNG state
+
+
+def capture_rng() -> dict[str, Any]:
+    """This process's torch, numpy and python RNG states."""
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+
+
+def restore_rng(rng: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng`."""
+    torch.set_rng_state(rng["torch"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch, numpy and python so that a run is a function of its seed."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_to_tensors(states: list[dict[str, Any]]) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    tensors: dict[str, torch.Tensor] = {}
+    meta = []
+    for r, s in enumerate(states):
+        kind, keys, pos, has_gauss, cached = s["numpy"]
+        version, py_state, gauss_next = s["python"]
+        tensors[f"rank{r}.torch"] = s["torch"].clone()
+        tensors[f"rank{r}.numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
+        tensors[f"rank{r}.python"] = torch.tensor(py_state, dtype=torch.int64)
+        meta.append(
+            {
+                "numpy": [kind, int(pos), int(has_gauss), float(cached)],
+                "python": [int(version), gauss_next],
+            }
+        )
+    return tensors, meta
+
+
+def _rng_from_tensors(tensors: dict[str, torch.Tensor], meta: list[dict]) -> list[dict[str, Any]]:
+    out = []
+    for r, m in enumerate(meta):
+        kind, pos, has_gauss, cached = m["numpy"]
+        version, gauss_next = m["python"]
+        keys = tensors[f"rank{r}.numpy"].numpy().astype(np.uint32)
+        py_state = tuple(int(v) for v in tensors[f"rank{r}.python"].tolist())
+        out.append(
+            {
+                "torch": tensors[f"rank{r}.torch"],
+                "numpy": (kind, keys, pos, has_gauss, cached),
+                "python": (version, py_state, gauss_next),
+            }
+        )
+    return out
+
+
+# ------------------------------------------------------------------- flattening state dicts
+
+
+def _split_tensors(d: dict[str, Any], prefix: str = "") -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors (cloned, contiguous: safetensors refuses shared storage) and the JSON rest."""
+    tensors, rest = {}, {}
+    for k, v in d.items():
+        if isinstance(v, torch.Tensor):
+            tensors[f"{prefix}{k}"] = v.detach().cpu().clone().contiguous()
+        else:
+            rest[k] = v
+    return tensors, rest
+
+
+def flatten_optimizer(sd: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split ``optimizer.state_dict()`` into safetensors-able tensors and a JSON layout."""
+    tensors: dict[str, torch.Tensor] = {}
+    state_meta = {}
+    for pid, st in sd["state"].items():
+        t, rest = _split_tensors(st, f"state.{pid}.")
+        tensors.update(t)
+        state_meta[str(pid)] = {"tensors": sorted(k.split(".", 2)[2] for k in t), "values": rest}
+    return tensors, {"param_groups": sd["param_groups"], "state": state_meta}
+
+
+def unflatten_optimizer(tensors: dict[str, torch.Tensor], layout: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`flatten_optimizer`."""
+    state = {}
+    for pid, meta in layout["state"].items():
+        st = dict(meta["values"])
+        st.update({k: tensors[f"state.{pid}.{k}"] for k in meta["tensors"]})
+        state[int(pid)] = st
+    return {"state": state, "param_groups": layout["param_groups"]}
+
+
+def _json(obj: Any, what: str) -> str:
+    try:
+        return json.dumps(obj, indent=1, sort_keys=True)
+    except TypeError as e:
+        raise CheckpointError(f"cannot store {what} in a checkpoint: {e}") from None
+
+
+# ---------------------------------------------------------------------------- save / load
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def checkpoint_name(global_step: int) -> str:
+    """Folder name of the checkpoint taken after ``global_step`` optimizer steps."""
+    return f"step-{global_step:08d}"
+
+
+def save_checkpoint(
+    root: str | Path,
+    *,
+    model_state: dict[str, Any],
+    state: dict[str, Any],
+    config: RunConfig | None = None,
+    optimizer_state: dict[str, Any] | None = None,
+    scheduler_state: dict[str, Any] | None = None,
+    rng: list[dict[str, Any]] | None = None,
+    ranks: list[dict[str, Any]] | None = None,
+    keep: int | None = None,
+) -> Path:
+    """Write a checkpoint folder under ``root`` atomically, point ``latest`` at it, prune.
+
+    ``state`` must hold ``epoch``, ``step`` (steps done in that epoch) and ``global_step``.
+    ``rng`` is every rank's :func:`capture_rng`; ``ranks`` every rank's other state (a dict of
+    tensors and JSON values). ``keep`` keeps only the newest ``keep`` checkpoints.
+    Returns the folder.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    name = checkpoint_name(int(state["global_step"]))
+    final = root / name
+    tmp = root / f".tmp-{name}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        model_t, model_extra = _split_tensors(model_state)
+        save_file(model_t, str(tmp / "model.safetensors"))
+        meta: dict[str, Any] = {"state": state, "model_extra": model_extra}
+        if optimizer_state is not None:
+            opt_t, layout = flatten_optimizer(optimizer_state)
+            save_file(opt_t, str(tmp / "optimizer.safetensors"))
+            meta["optimizer"] = layout
+        if scheduler_state is not None:
+            meta["scheduler"] = scheduler_state
+        if rng is not None:
+            rng_t, rng_meta = _rng_to_tensors(rng)
+            save_file(rng_t, str(tmp / "rng.safetensors"))
+            meta["rng"] = rng_meta
+        if ranks is not None:
+            rank_t: dict[str, torch.Tensor] = {}
+            rank_meta = []
+            for r, extra in enumerate(ranks):
+                t, rest = _split_tensors(extra, f"rank{r}.")
+                rank_t.update(t)
+                rank_meta.append({"tensors": sorted(k.split(".", 1)[1] for k in t), "values": rest})
+            save_file(rank_t, str(tmp / "ranks.safetensors"))
+            meta["ranks"] = rank_meta
+        _write_file(tmp / "state.json", _json(meta, "the training state").encode())
+        if config is not None:
+            save_run_config(config, tmp / "config.yaml")
+        for f in tmp.iterdir():  # save_file doesn't fsync; do it before the folder appears
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(tmp)
+        if final.exists():  # left by a run killed between rename and pointer update
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    atomic_write_text(root / LATEST, name + "\n")
+    if keep is not None:
+        prune_checkpoints(root, keep)
+    return final
+
+
+def list_checkpoints(root: str | Path) -> list[Path]:
+    """Complete checkpoint folders under ``root``, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [
+        (int(m.group(1)), p) for p in root.iterdir() if (m := _NAME.match(p.name)) and p.is_dir()
+    ]
+    return [p for _, p in sorted(found)]
+
+
+def prune_checkpoints(root: str | Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` checkpoints (never the one ``latest`` names)."""
+    root = Path(root)
+    current = latest_checkpoint(root)
+    for p in list_checkpoints(root)[:-keep] if keep > 0 else []:
+        if p != current:
+            shutil.rmtree(p, ignore_errors=True)
+    for p in root.glob(".tmp-*"):  # leftovers of a killed writer (only rank 0 writes here)
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def latest_checkpoint(root: str | Path) -> Path | None:
+    """The checkpoint ``latest`` names, else the newest complete folder, else ``None``."""
+    root = Path(root)
+    pointer = root / LATEST
+    if pointer.is_file():
+        cand = root / pointer.read_text().strip()
+        if _NAME.match(cand.name) and (cand / "state.json").is_file():
+            return cand
+    found = list_checkpoints(root)
+    return found[-1] if found else None
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder from a run dir, its ``checkpoints/`` folder or the folder itself."""
+    p = Path(path)
+    if (p / "state.json").is_file() and (p / "model.safetensors").is_file():
+        return p
+    for root in (p / CKPT_DIR, p):
+        ck = latest_checkpoint(root)
+        if ck is not None:
+            return ck
+    if not p.exists():
+        raise CheckpointError(f"{str(p)!r} does not exist")
+    raise CheckpointError(
+        f"no checkpoint in {str(p)!r}: expected a run directory (with {CKPT_DIR}/), "
+        "a checkpoints folder or a checkpoint folder (with model.safetensors and state.json)"
+    )
+
+
+def load_checkpoint(path: str | Path, *, training_state: bool = True) -> Checkpoint:
+    """Load a checkpoint (any path :func:`resolve_checkpoint` accepts).
+
+    ``training_state=False`` skips the optimizer and RNG (enough for evaluation).
+    """
+    ck = resolve_checkpoint(path)
+    try:
+        meta = json.loads((ck / "state.json").read_text())
+        model = load_file(str(ck / "model.safetensors"))
+    except Exception as e:  # OSError, JSON and SafetensorError (not a ValueError subclass)
+        raise CheckpointError(f"checkpoint {str(ck)!r} is unreadable: {e}") from None
+    model.update(meta.get("model_extra", {}))
+    config = None
+    if (ck / "config.yaml").is_file():
+        try:
+            config = load_run_config(ck / "config.yaml")
+        except ConfigError as e:
+            raise CheckpointError(f"checkpoint {str(ck)!r}: bad config.yaml:\n{e}") from None
+    out = Checkpoint(path=ck, model=model, state=meta["state"], config=config)
+    out.scheduler = meta.get("scheduler")
+    if training_state:
+        if "optimizer" in meta:
+            out.optimizer = unflatten_optimizer(
+                load_file(str(ck / "optimizer.safetensors")), meta["optimizer"]
+            )
+        if "rng" in meta:
+            out.rng = _rng_from_tensors(load_file(str(ck / "rng.safetensors")), meta["rng"])
+        if "ranks" in meta:
+            tensors = load_file(str(ck / "ranks.safetensors"))
+            out.ranks = [
+                {**m["values"], **{k: tensors[f"rank{r}.{k}"] for k in m["tensors"]}}
+                for r, m in enumerate(meta["ranks"])
+            ]
+    return out
+
+
+def load_model_state(path: str | Path) -> dict[str, Any]:
+    """Model weights from a ``.safetensors`` file or any checkpoint path (for warm starts)."""
+    p = Path(path)
+    if p.is_file() and p.suffix == ".safetensors":
+        try:
+            return load_file(str(p))
+        except Exception as e:  # OSError or SafetensorError
+            raise CheckpointError(f"{str(p)!r} is not a readable safetensors file: {e}") from None
+    return load_checkpoint(p, training_state=False).model

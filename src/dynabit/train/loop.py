@@ -1,0 +1,412 @@
+"""The training loop: FP32 or quantization-aware, single process or DDP, resumable mid-epoch.
+
+A run is a pure function of its config: the data order of an epoch depends only on
+``(seed, epoch)``, the LR only on the step, and a checkpoint stores everything else that
+evolves (weights, buffers, optimizer and scheduler state, every rank's RNG states, the epoch
+and the step within it). So a run killed at any point and resumed with ``resume=True`` ends
+with the same parameters as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from dynabit.config.io import ConfigError
+from dynabit.config.run import RunConfig
+from dynabit.train.checkpoint import (
+    Checkpoint,
+    capture_rng,
+    load_checkpoint,
+    load_model_state,
+    restore_rng,
+    save_checkpoint,
+    seed_everything,
+)
+from dynabit.train.distributed import (
+    DistEnv,
+    ShardedSampler,
+    all_gather_object,
+    all_reduce_sum,
+    barrier,
+    epoch_permutation,
+    init_distributed,
+    shutdown,
+)
+from dynabit.train.evaluate import (
+    EvalResult,
+    build_for_config,
+    evaluate,
+    inputs_at,
+    iterate_batches,
+    load_weights,
+)
+from dynabit.train.optim import build_optimizer, build_scheduler
+from dynabit.train.rundir import RunDir
+
+log = logging.getLogger("dynabit.train")
+
+StepHook = Callable[[int], None]
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports (also written to ``summary.json``)."""
+
+    run_dir: Path
+    top1: float
+    loss: float
+    b_avg_macs: float | None
+    b_avg_elements: float | None
+    epochs: int
+    global_step: int
+    checkpoint: Path | None
+    quantized: bool
+    stats: dict[str, Any] | None = None
+    model: nn.Module | None = field(default=None, repr=False)  # the trained model (unwrapped)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (without the model)."""
+        return {
+            "run_dir": str(self.run_dir),
+            "top1": self.top1,
+            "loss": self.loss,
+            "b_avg_macs": self.b_avg_macs,
+            "b_avg_elements": self.b_avg_elements,
+            "epochs": self.epochs,
+            "global_step": self.global_step,
+            "checkpoint": None if self.checkpoint is None else str(self.checkpoint),
+            "quantized": self.quantized,
+            "stats": self.stats,
+        }
+
+
+# Running decision counters of the quantized layers (plain attributes, not in the state dict):
+# saved per rank so that epoch statistics survive a mid-epoch resume.
+_COUNTERS = ("stat_block_refined", "stat_block_groups", "stat_totals")
+
+
+def _decision_counters(model: nn.Module) -> dict[str, torch.Tensor]:
+    from dynabit.quant import quant_layers
+
+    return {
+        f"counters.{name}.{attr}": getattr(m, attr).clone()
+        for name, m in quant_layers(model)
+        for attr in _COUNTERS
+        if isinstance(getattr(m, attr, None), torch.Tensor)
+    }
+
+
+def _restore_counters(model: nn.Module, saved: dict[str, Any]) -> None:
+    from dynabit.quant import quant_layers
+
+    for name, m in quant_layers(model):
+        for attr in _COUNTERS:
+            key = f"counters.{name}.{attr}"
+            if key in saved:
+                setattr(m, attr, saved[key].clone())
+
+
+def _derived_seed(seed: int, rank: int) -> int:
+    """Seed of the training RNG streams (dropout and the like), distinct per rank."""
+    return (seed * 7919 + 104_729 * (rank + 1)) % (2**31)
+
+
+class Trainer:
+    """Builds data, model and optimizer from a :class:`RunConfig` and runs (or resumes) a run.
+
+    ``step_hook(global_step)`` is called after every optimizer step (and after any checkpoint
+    due at that step); tests use it to interrupt a run.
+    """
+
+    def __init__(
+        self,
+        cfg: RunConfig | None,
+        run_dir: str | Path,
+        *,
+        resume: bool = False,
+        env: DistEnv | None = None,
+        step_hook: StepHook | None = None,
+    ) -> None:
+        self.rd = RunDir(run_dir)
+        self.env = env or DistEnv()
+        self.step_hook = step_hook
+        self.cfg = self.rd.resolve_config(cfg, resume)
+        self.tc = self.cfg.train
+        if self.tc.batch_size % self.env.world_size:
+            raise ConfigError(
+                f"train.batch_size ({self.tc.batch_size}) must be divisible by the number of "
+                f"processes ({self.env.world_size}): it is the global batch"
+            )
+        latest = self.rd.latest() if resume else None
+        self.ckpt: Checkpoint | None = load_checkpoint(latest) if latest else None
+
+    # --------------------------------------------------------------------------- set-up
+
+    def _load_data(self) -> None:
+        from dynabit.data import load_dataset
+
+        t = self.tc
+        self.train_ds = load_dataset(t.dataset, "train", t.data_dir, t.train_subset)
+        self.test_ds = load_dataset(t.dataset, "test", t.data_dir, t.test_subset)
+
+    def _calibration_batches(self) -> list[torch.Tensor]:
+        """The same fixed batches on every rank, so calibration agrees without communication."""
+        perm = epoch_permutation(len(self.train_ds), self.tc.seed, -1)
+        idx = perm[: self.tc.calib_batches * self.tc.batch_size]
+        return [inputs_at(self.train_ds, i) for i in idx.split(self.tc.batch_size)]
+
+    def _build_model(self) -> nn.Module:
+        ds = self.train_ds
+        model = build_for_config(self.cfg, ds.in_channels, ds.num_classes, ds.image_size)
+        if self.ckpt is None and self.tc.init_from:
+            load_weights(model, load_model_state(self.tc.init_from), self.tc.init_from)
+        if self.tc.quantize:
+            from dynabit.quant import calibrate, prepare
+
+            model = prepare(model, self.cfg.quant)
+            if self.ckpt is None:  # a resumed run loads scales and thresholds instead
+                calibrate(model, self._calibration_batches())
+        if self.ckpt is not None:
+            load_weights(model, self.ckpt.model, str(self.ckpt.path))
+        return model
+
+    def _setup(self) -> None:
+        env, t = self.env, self.tc
+        if env.is_main:
+            if self.ckpt is None or not self.rd.config_path.is_file():
+                self.rd.write_config(self.cfg)
+            # Records after the checkpoint we start from will be written again.
+            self.rd.truncate_metrics(self.ckpt.global_step if self.ckpt else 0)
+        seed_everything(t.seed)  # model init: the same on every rank
+        self._load_data()
+        self.model = self._build_model()
+        self.sampler = ShardedSampler(
+            len(self.train_ds),
+            env,
+            per_rank_batch=t.batch_size // env.world_size,
+            seed=t.seed,
+            max_steps=t.max_steps_per_epoch,
+        )
+        self.steps_per_epoch = self.sampler.steps_per_epoch()
+        self.optimizer = build_optimizer(self.model, t)
+        self.scheduler = build_scheduler(self.optimizer, t, self.steps_per_epoch)
+        self.epoch = self.step = self.global_step = 0
+        self.sums = torch.zeros(3, dtype=torch.float64)  # this rank's loss * n, correct, n
+        self._resume_rank: dict[str, Any] | None = None
+        seed_everything(_derived_seed(t.seed, env.rank))
+        if self.ckpt is not None:
+            ck = self.ckpt
+            self.optimizer.load_state_dict(ck.optimizer)
+            self.scheduler.load_state_dict(ck.scheduler)
+            if ck.rng:
+                restore_rng(ck.rng[env.rank % len(ck.rng)])
+            self.epoch, self.step, self.global_step = ck.epoch, ck.step, ck.global_step
+            if ck.step > 0 and len(ck.ranks) == env.world_size:
+                self._resume_rank = ck.ranks[env.rank]  # the interrupted epoch's running sums
+            if env.is_main:
+                log.info("resuming %s at epoch %d step %d", ck.path, self.epoch, self.step)
+        self.net: nn.Module = self.model
+        if env.distributed:
+            # Buffers (BN statistics) follow rank 0 each forward; parameters stay equal because
+            # gradients are averaged and every rank takes the same optimizer step.
+            self.net = DistributedDataParallel(self.model)
+        barrier(env)
+
+    # ----------------------------------------------------------------------- the loop
+
+    def _save(self, epoch: int, step: int, metrics: dict[str, Any] | None = None) -> Path | None:
+        """Checkpoint on rank 0 (every rank takes part: per-rank states are gathered)."""
+        mine: dict[str, Any] = {"sums": self.sums.clone()}
+        if self.tc.quantize:
+            mine.update(_decision_counters(self.model))
+        gathered = all_gather_object({"rng": capture_rng(), "extra": mine}, self.env)
+        path = None
+        if self.env.is_main:
+            path = save_checkpoint(
+                self.rd.checkpoints,
+                model_state=self.model.state_dict(),
+                state={
+                    "epoch": epoch,
+                    "step": step,
+                    "global_step": self.global_step,
+                    "steps_per_epoch": self.steps_per_epoch,
+                    "world_size": self.env.world_size,
+                    "metrics": metrics or {},
+                },
+                config=self.cfg,
+                optimizer_state=self.optimizer.state_dict(),
+                scheduler_state=self.scheduler.state_dict(),
+                rng=[g["rng"] for g in gathered],
+                ranks=[g["extra"] for g in gathered],
+                keep=self.tc.keep_checkpoints,
+            )
+        barrier(self.env)
+        return path
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        logits = self.net(x)
+        ce = F.cross_entropy(logits, y)
+        penalty = torch.zeros(())
+        if self.tc.quantize:
+            from dynabit.quant import budget_penalty
+
+            penalty = budget_penalty(self.model)
+        loss = ce + penalty
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        correct = (logits.argmax(1) == y).sum()
+        return loss.detach(), ce.detach(), penalty.detach(), correct
+
+    def _run_epoch(self, epoch: int) -> dict[str, Any]:
+        env, t = self.env, self.tc
+        self.model.train()
+        if t.quantize:
+            from dynabit.quant import reset_stats
+
+            reset_stats(self.model)
+        self.sums = torch.zeros(3, dtype=torch.float64)
+        if self._resume_rank is not None:  # continue the interrupted epoch's figures
+            self.sums = self._resume_rank["sums"].clone()
+            if t.quantize:
+                _restore_counters(self.model, self._resume_rank)
+            self._resume_rank = None
+        self.sampler.set_position(epoch, self.step)
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=self.step,
+            desc=f"epoch {epoch + 1}/{t.epochs}",
+            leave=False,
+            disable=not (t.progress and env.is_main),
+        )
+        per_rank = t.batch_size // env.world_size
+        with bar:
+            for x, y in iterate_batches(self.train_ds, self.sampler, per_rank, t.workers):
+                loss, ce, pen, correct = self._train_step(x, y)
+                self.step += 1
+                self.global_step += 1
+                self.sums += torch.tensor([loss.item() * y.numel(), correct.item(), y.numel()])
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+                if env.is_main and self.global_step % t.log_every == 0:
+                    self.rd.log(
+                        {
+                            "event": "step",
+                            "epoch": epoch,
+                            "step": self.step,
+                            "global_step": self.global_step,
+                            "loss": loss.item(),
+                            "ce": ce.item(),
+                            "penalty": pen.item(),
+                            "lr": self.optimizer.param_groups[0]["lr"],
+                            "time": time.time(),
+                        }
+                    )
+                due = t.checkpoint_every and self.global_step % t.checkpoint_every == 0
+                if due and self.step < self.steps_per_epoch:  # the epoch-end save follows anyway
+                    self._save(epoch, self.step)
+                if self.step_hook is not None:
+                    self.step_hook(self.global_step)
+        loss_sum, correct, n = all_reduce_sum(self.sums, env).tolist()
+        out: dict[str, Any] = {
+            "train_loss": loss_sum / max(n, 1),
+            "train_top1": 100.0 * correct / max(n, 1),
+        }
+        if t.quantize:
+            from dynabit.quant import model_stats
+
+            s = model_stats(self.model, all_reduce=True)
+            out.update(train_b_avg_macs=s.b_avg_macs, train_b_avg_elements=s.b_avg_elements)
+        return out
+
+    def _evaluate(self) -> EvalResult:
+        return evaluate(
+            self.model,
+            self.test_ds,
+            batch_size=self.tc.eval_batch_size,
+            env=self.env,
+            progress=self.tc.progress,
+        )
+
+    def run(self) -> TrainResult:
+        """Train from the current position to ``epochs``; evaluate and checkpoint each epoch."""
+        self._setup()
+        env, t = self.env, self.tc
+        result: EvalResult | None = None
+        while self.epoch < t.epochs:
+            epoch = self.epoch
+            train_metrics = self._run_epoch(epoch)
+            result = self._evaluate()
+            record = {
+                "event": "epoch",
+                "epoch": epoch,
+                "global_step": self.global_step,
+                **train_metrics,
+                "test_top1": result.top1,
+                "test_loss": result.loss,
+                "b_avg_macs": result.b_avg_macs,
+                "b_avg_elements": result.b_avg_elements,
+                "time": time.time(),
+            }
+            if env.is_main:
+                self.rd.log(record)
+                log.info(
+                    "epoch %d/%d: train loss %.4f, test top-1 %.2f%%%s",
+                    epoch + 1,
+                    t.epochs,
+                    train_metrics["train_loss"],
+                    result.top1,
+                    "" if result.b_avg_macs is None else f", B_avg {result.b_avg_macs:.3f}",
+                )
+            self.epoch, self.step = epoch + 1, 0
+            self._save(self.epoch, 0, {"test_top1": result.top1})
+        if result is None:  # resumed a finished run: just report it
+            result = self._evaluate()
+        out = TrainResult(
+            run_dir=self.rd.path,
+            top1=result.top1,
+            loss=result.loss,
+            b_avg_macs=result.b_avg_macs,
+            b_avg_elements=result.b_avg_elements,
+            epochs=t.epochs,
+            global_step=self.global_step,
+            checkpoint=self.rd.latest(),
+            quantized=t.quantize,
+            stats=result.stats,
+            model=self.model,
+        )
+        if env.is_main:
+            self.rd.write_summary(out.to_dict())
+        barrier(env)
+        return out
+
+
+def train(
+    cfg: RunConfig | None,
+    run_dir: str | Path,
+    resume: bool = False,
+    *,
+    step_hook: StepHook | None = None,
+) -> TrainResult:
+    """Run (or, with ``resume``, continue) one training run in ``run_dir``.
+
+    ``cfg=None`` with ``resume`` reuses the run directory's ``config.yaml``. Under ``torchrun``
+    the process group (gloo) is created here and destroyed at the end.
+    """
+    env = init_distributed()
+    try:
+        return Trainer(cfg, run_dir, resume=resume, env=env, step_hook=step_hook).run()
+    finally:
+        shutdown(env)

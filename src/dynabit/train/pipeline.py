@@ -1,0 +1,102 @@
+"""Two-stage training: FP32 first, then quantization-aware fine-tuning warm-started from it.
+
+A run config with a ``pretrain`` section trains in two sub-directories of the run directory::
+
+    <run>/config.yaml     # the whole config (train / quant / pretrain)
+    <run>/fp32/           # stage 1: a normal run dir (train + pretrain overrides, FP32)
+    <run>/qat/            # stage 2: a normal run dir (train, init_from = <run>/fp32)
+
+Each stage resumes on its own; a finished stage (it has ``summary.json``) is not redone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dynabit.config.run import RunConfig
+from dynabit.train.distributed import DistEnv, barrier, init_distributed, shutdown
+from dynabit.train.loop import StepHook, Trainer, TrainResult
+from dynabit.train.rundir import FP32_STAGE, QAT_STAGE, RunDir
+
+
+def stage_configs(cfg: RunConfig, run_dir: str | Path) -> dict[str, RunConfig]:
+    """The effective config of each stage (``fp32`` and ``qat``) of a two-stage run."""
+    fp32_dir = Path(run_dir).resolve() / FP32_STAGE
+    fp32 = RunConfig(train=cfg.pretrain_config(), quant=cfg.quant)
+    qat = RunConfig(
+        train=cfg.train.model_copy(update={"init_from": str(fp32_dir)}), quant=cfg.quant
+    )
+    return {FP32_STAGE: fp32, QAT_STAGE: qat}
+
+
+def _finished(stage_dir: Path) -> TrainResult | None:
+    """The result of a stage that already completed, from its ``summary.json``."""
+    s = RunDir(stage_dir).read_summary()
+    if s is None:
+        return None
+    ck = s.get("checkpoint")
+    return TrainResult(
+        run_dir=stage_dir,
+        top1=s["top1"],
+        loss=s["loss"],
+        b_avg_macs=s.get("b_avg_macs"),
+        b_avg_elements=s.get("b_avg_elements"),
+        epochs=s["epochs"],
+        global_step=s["global_step"],
+        checkpoint=Path(ck) if ck else None,
+        quantized=s["quantized"],
+        stats=s.get("stats"),
+    )
+
+
+def train_two_stage(
+    cfg: RunConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    *,
+    env: DistEnv | None = None,
+    step_hook: StepHook | None = None,
+) -> dict[str, TrainResult]:
+    """FP32 training then QAT fine-tuning; returns ``{"fp32": ..., "qat": ...}``."""
+    if cfg.pretrain is None:
+        raise ValueError("train_two_stage needs a config with a `pretrain` section")
+    env = env or DistEnv()
+    rd = RunDir(run_dir)
+    cfg = rd.resolve_config(cfg, resume)
+    if env.is_main:
+        rd.write_config(cfg)
+    barrier(env)
+    results: dict[str, TrainResult] = {}
+    for stage, stage_cfg in stage_configs(cfg, run_dir).items():
+        stage_dir = rd.path / stage
+        done = _finished(stage_dir) if resume else None
+        if done is None:
+            trainer = Trainer(stage_cfg, stage_dir, resume=resume, env=env, step_hook=step_hook)
+            done = trainer.run()
+        results[stage] = done
+    return results
+
+
+def run_training(
+    cfg: RunConfig | None,
+    run_dir: str | Path,
+    resume: bool = False,
+    *,
+    step_hook: StepHook | None = None,
+) -> dict[str, TrainResult]:
+    """What ``dynabit train`` does: one stage, or two when the config has ``pretrain``.
+
+    ``cfg=None`` with ``resume`` continues the run described by ``run_dir/config.yaml``.
+    Returns the result of each stage (``{"train": ...}`` or ``{"fp32": ..., "qat": ...}``).
+    """
+    rd = RunDir(run_dir)
+    if cfg is None:
+        cfg = rd.resolve_config(None, resume)
+    env = init_distributed()
+    try:
+        if cfg.two_stage:
+            return train_two_stage(cfg, run_dir, resume, env=env, step_hook=step_hook)
+        trainer = Trainer(cfg, run_dir, resume=resume, env=env, step_hook=step_hook)
+        return {"train": trainer.run()}
+    finally:
+        shutdown(env)
