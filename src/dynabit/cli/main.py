@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
+from dynabit.cli.simulate import register as register_simulate
 from dynabit.config.io import ConfigError
 from dynabit.config.run import RunConfig, load_run_config
 
@@ -199,11 +200,8 @@ def format_eval(res: dict[str, Any]) -> list[str]:
     return lines
 
 
-# ---------------------------------------------------------------------------------------
-# Subcommands from other parts of dynabit are registered below (the lead wires them), e.g.
-#     from dynabit.cli.simulate import register as register_simulate
-#     register_simulate(app)
-# ---------------------------------------------------------------------------------------
+# Subcommands of the other stages live in their own modules.
+register_simulate(app)
 
 COMMANDS: dict[str, Callable[..., None]] = {"train": train, "eval": eval_}
 

@@ -3,6 +3,7 @@
 from dynabit.config.hardware import HardwareConfig
 from dynabit.config.io import ConfigError, load, save, validate
 from dynabit.config.quant import LayerQuantConfig, Override, QuantConfig
+from dynabit.config.run import RunConfig
 from dynabit.config.training import TrainConfig
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "LayerQuantConfig",
     "Override",
     "QuantConfig",
+    "RunConfig",
     "TrainConfig",
     "load",
     "save",

@@ -19,6 +19,7 @@ from dynabit.config.hardware import HardwareConfig
 
 Score = Literal["max", "mean"]
 Decision = Literal["output", "input"]
+Method = Literal["dynabit", "uniform", "pg", "drq", "fp32"]
 
 # Fields a per-layer override may change (everything that describes one layer).
 LAYER_FIELDS = (
@@ -37,7 +38,43 @@ LAYER_FIELDS = (
     "enforce_bounds",
     "temperature",
     "midpoint",
+    "uniform_bits",
+    "block_all_channels",
+    "train_thresholds",
+    "threshold_penalty",
+    "threshold_target",
 )
+
+# What each ``QuantConfig.method`` sets; a field given explicitly (or in an override) wins.
+# ``uniform`` also derives ``uniform_bits`` from an integer ``budget`` (see ``_apply_method``).
+# See ``docs/baselines.md`` for how the presets map onto the papers.
+METHOD_PRESETS: dict[str, dict[str, Any]] = {
+    "dynabit": {},
+    # Uniform static quantization of the budgeted layers (``uniform_bits`` from the budget).
+    "uniform": {},
+    # Precision Gating (Zhang et al., ICLR 2020): per-element decisions on the high-pass output,
+    # one learned threshold per output channel, an L2 pull of each threshold toward a target.
+    "pg": {
+        "group": (1, 1),
+        "block_size": 1,
+        "decision": "output",
+        "penalty_block": 0.0,
+        "threshold_penalty": 1.0,
+    },
+    # DRQ (Song et al., ISCA 2020): input regions (all channels of a patch) scored by their mean,
+    # thresholds fixed after calibration to the target ratio.
+    "drq": {
+        "decision": "input",
+        "block_all_channels": True,
+        "score": "mean",
+        "train_thresholds": False,
+        "penalty_block": 0.0,
+        "penalty_budget": 0.0,
+    },
+    # Not quantized: train with ``train.quantize: false``. If prepared anyway, every layer is
+    # static at 16 bits (numerically close to FP32) and nothing counts in the budget.
+    "fp32": {"dynamic": False, "static_bits": 16, "weight_bits": 16},
+}
 
 
 class LayerQuantConfig(BaseModel):
@@ -73,6 +110,28 @@ class LayerQuantConfig(BaseModel):
     )
     midpoint: bool = Field(
         False, description="Add half a low-part step to the high pass where q_hi > 0."
+    )
+    uniform_bits: int | None = Field(
+        None,
+        ge=2,
+        le=16,
+        description="Run a budgeted layer static at this many activation bits, counted in B_avg "
+        "(uniform baseline); None: dual precision.",
+    )
+    block_all_channels: bool = Field(
+        False, description="One block spans all channels of the decision map (DRQ regions)."
+    )
+    train_thresholds: bool = Field(
+        True, description="Learn the block thresholds (False: fixed after calibration, DRQ)."
+    )
+    threshold_penalty: float = Field(
+        0.0,
+        ge=0.0,
+        description="Weight of the L2 pull of each threshold toward its target (PG); 0: none.",
+    )
+    threshold_target: float | None = Field(
+        None,
+        description="Target threshold (score-scale units) of that pull; None: the calibrated one.",
     )
 
     @property
@@ -168,6 +227,11 @@ class QuantConfig(LayerQuantConfig):
     conv/linear and the classifier static at ``static_bits``.
     """
 
+    method: Method = Field(
+        "dynabit",
+        description="dynabit, or a baseline (uniform, pg, drq, fp32) whose preset fills the "
+        "fields not given explicitly (see METHOD_PRESETS).",
+    )
     hardware: HardwareConfig = Field(default_factory=HardwareConfig)
     keep_first_last: bool = Field(True, description="First layer and classifier stay static.")
     fold_bn: bool = Field(True, description="Fold a BatchNorm that directly follows a conv.")
@@ -178,6 +242,30 @@ class QuantConfig(LayerQuantConfig):
         1.0, ge=0.0, description="Training penalty weight: MAC-weighted ratio above r*."
     )
     overrides: list[Override] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_method(cls, data: Any) -> Any:
+        """Fill the fields the method's preset sets, unless the input gives them."""
+        if not isinstance(data, dict):
+            return data
+        method = data.get("method", "dynabit")
+        if method not in METHOD_PRESETS:
+            return data  # the field validator reports it
+        data = {**METHOD_PRESETS[method], **data}
+        if method == "uniform" and data.get("uniform_bits") is None:
+            budget = data.get("budget", cls.model_fields["budget"].default)
+            try:
+                bits = float(budget)
+            except (TypeError, ValueError):
+                return data  # the field validator reports it
+            if not bits.is_integer():
+                raise ValueError(
+                    f"method 'uniform' runs at an integer activation width: give uniform_bits, "
+                    f"or an integer budget (got budget={budget})"
+                )
+            data["uniform_bits"] = int(bits)
+        return data
 
     @model_validator(mode="after")
     def _fits_hardware(self) -> QuantConfig:

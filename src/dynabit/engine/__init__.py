@@ -5,6 +5,13 @@ Entry points: :func:`lower`, :func:`save_program` / :func:`load_program`, :class
 :func:`run_program`, :func:`evaluate_program`, :func:`with_refine_ratio`.
 """
 
+from dynabit.engine.evaluate import (
+    ProgramEval,
+    evaluate_program,
+    layer_bits,
+    lower_checkpoint,
+    with_refine_ratio,
+)
 from dynabit.engine.execute import EngineError, EngineResult, Executor, run_program
 from dynabit.engine.lower import lower
 from dynabit.engine.program import (
@@ -30,12 +37,17 @@ __all__ = [
     "IntegerProgram",
     "LayerTrace",
     "Op",
+    "ProgramEval",
     "ProgramFormatError",
     "TensorInfo",
     "UnsupportedLayerError",
+    "evaluate_program",
+    "layer_bits",
     "load_program",
     "load_trace",
     "lower",
+    "lower_checkpoint",
     "run_program",
     "save_program",
+    "with_refine_ratio",
 ]

@@ -88,10 +88,8 @@ class _Layer:
         if bound > (1 << 62):
             raise EngineError(f"{self.name}: accumulator bound {bound} exceeds int64")
         self.mm_dtype = torch.int32 if bound <= INT32_MAX else I64
-        # Weights as (groups, K, Cout_g) matrices, columns ordered (c, ky, kx) like the windows.
-        self.w_mat = (
-            w.reshape(self.groups, self.cout_g, self.k).transpose(1, 2).contiguous().to(self.mm_dtype)
-        )
+        # Weights as (groups, Cout_g, K) matrices, K ordered (c, ky, kx) like the windows.
+        self.w_mat = w.reshape(self.groups, self.cout_g, self.k).contiguous().to(self.mm_dtype)
         self.bias = op.params["bias"].to(I64)
         self.dynamic = bool(a["dynamic"])
         if self.dynamic:
@@ -118,18 +116,30 @@ class _Layer:
     # ------------------------------------------------------------------ products
     def windows(self, x: torch.Tensor) -> torch.Tensor:
         """All input windows as a strided view ``(N, Ho, Wo, C, kh, kw)`` (no copy)."""
-        win = _windows(x.to(self.mm_dtype), (self.kh, self.kw), self.stride, self.padding,
-                       self.dilation)
+        win = _windows(
+            x.to(self.mm_dtype), (self.kh, self.kw), self.stride, self.padding, self.dilation
+        )
         return win.permute(0, 2, 3, 1, 4, 5)
 
-    def dense(self, x: torch.Tensor) -> torch.Tensor:
-        """Full convolution of integer ``x`` ``(N, Cin, H, W)``: int64 rows ``(N*Ho*Wo, Cout)``
-        (one row per output pixel, channels last)."""
-        cols = self.windows(x).reshape(-1, self.groups, self.k)  # im2col: columns (c, ky, kx)
-        if self.groups == 1:
-            return (cols[:, 0] @ self.w_mat[0]).to(I64)
-        out = torch.bmm(cols.transpose(0, 1), self.w_mat)  # (groups, rows, Cout_g)
-        return out.transpose(0, 1).reshape(cols.shape[0], self.cout).to(I64)
+    def im2col(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N*Ho*Wo, groups*K)`` contiguous: one row of window codes per output pixel."""
+        return self.windows(x).reshape(-1, self.groups * self.k)
+
+    def matmul(self, cols: torch.Tensor) -> torch.Tensor:
+        """All output channels for im2col rows ``cols``: int64 ``(Cout, rows)``."""
+        out = [
+            self.w_mat[g] @ cols[:, g * self.k : (g + 1) * self.k].t() for g in range(self.groups)
+        ]
+        return (out[0] if self.groups == 1 else torch.cat(out)).to(I64)
+
+    def split(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(hi, lo)`` parts of integer codes: ``hi = q_hi << B_lo`` (+ the midpoint offset),
+        ``lo = q - hi``; zero codes (and the zero padding) split into zeros."""
+        q_hi = q >> self.lo_bits  # floor division by 2**lo_bits (arithmetic shift)
+        hi = q_hi << self.lo_bits
+        if self.midpoint and self.lo_bits > 0:
+            hi = hi + (q_hi != 0).to(hi.dtype) * (1 << (self.lo_bits - 1))
+        return hi, q - hi
 
     def gather(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """im2col rows of the output pixels ``rows`` (flat ``n*Ho*Wo + y*Wo + x``) only:
@@ -141,13 +151,13 @@ class _Layer:
     def product(
         self, cols: torch.Tensor, cin: tuple[int, int], cout: tuple[int, int]
     ) -> torch.Tensor:
-        """``cols`` (im2col columns of input channels ``cin``, inside one conv group) times the
-        weights into output channels ``cout`` of that group: int64 ``(rows, len(cout))``."""
+        """Weights of output channels ``cout`` times ``cols`` (im2col rows over the input
+        channels ``cin``, both inside one conv group): int64 ``(len(cout), rows)``."""
         g = cin[0] // self.cin_g
         kk = self.kh * self.kw
-        w = self.w_mat[g][(cin[0] - g * self.cin_g) * kk : (cin[1] - g * self.cin_g) * kk]
-        w = w[:, cout[0] - g * self.cout_g : cout[1] - g * self.cout_g]
-        return (cols @ w).to(I64)
+        w = self.w_mat[g][cout[0] - g * self.cout_g : cout[1] - g * self.cout_g]
+        w = w[:, (cin[0] - g * self.cin_g) * kk : (cin[1] - g * self.cin_g) * kk]
+        return (w @ cols.t()).to(I64)
 
     # ------------------------------------------------------------------ decisions
     def scores(self, values: torch.Tensor) -> torch.Tensor:
@@ -187,33 +197,29 @@ class _Layer:
         return m.repeat_interleave(self.gw, 3)[:, :, :, : self.grid_w]
 
     # ------------------------------------------------------------------ run
-    def as_map(self, rows: torch.Tensor, n: int) -> torch.Tensor:
-        """Channels-last rows ``(N*Ho*Wo, C)`` viewed as ``(N, C, Ho, Wo)`` (no copy)."""
+    def as_map(self, acc: torch.Tensor, n: int) -> torch.Tensor:
+        """``(Cout, N*Ho*Wo)`` viewed as ``(N, Cout, Ho, Wo)`` (no copy)."""
         ho, wo = self.out_shape[1:]
-        return rows.reshape(n, ho, wo, -1).permute(0, 3, 1, 2)
+        return acc.reshape(-1, n, ho, wo).permute(1, 0, 2, 3)
 
     def __call__(self, codes: torch.Tensor) -> tuple[torch.Tensor, LayerTrace]:
         n = codes.shape[0]
         x = codes.reshape(n, *self.in_shape).to(I64)
-        bias = self.bias.view(1, -1)
+        bias = self.bias.view(-1, 1)
+        cols = self.im2col(x)  # the codes' windows, copied once
         if not self.dynamic:
-            acc = self.dense(x) + bias
+            acc = self.matmul(cols) + bias
             macs = torch.full((n,), self.dense_macs, dtype=I64)
             return self.as_map(acc, n), LayerTrace.static(self.name, macs, self.dense_macs)
-        q_hi = x >> self.lo_bits  # floor division by 2**lo_bits (arithmetic shift)
-        hi = q_hi << self.lo_bits
-        if self.midpoint and self.lo_bits > 0:
-            hi = hi + (q_hi != 0).to(I64) * (1 << (self.lo_bits - 1))
-        lo = x - hi
-        acc = self.dense(hi) + bias  # high pass: every group
+        acc = self.matmul(self.split(cols)[0]) + bias  # high pass: every group
         if self.decision == "output":
             values = self.as_map(acc, n) * self.score_mult.to(I64).view(1, -1, 1, 1)
             mask = self.decide(self.scores(values))
-            lo_macs = self._low_pass_output(acc, lo, mask)
+            lo_macs = self._low_pass_output(acc, cols, mask)
             refined_macs = lo_macs
         else:
             mask = self.decide(self.scores(x))
-            lo_macs, refined_macs = self._low_pass_input(acc, lo, mask)
+            lo_macs, refined_macs = self._low_pass_input(acc, self.split(x)[1], mask)
         refined_elems = (mask.to(I64) * self.cell_counts).sum(dim=(1, 2, 3))
         trace = LayerTrace(
             name=self.name,
@@ -238,37 +244,29 @@ class _Layer:
             for g in range(c0 // per_group, (c1 - 1) // per_group + 1)
         ]
 
-    def _cell_rows(self, sel: torch.Tensor) -> torch.Tensor:
-        """Flat output rows of the cells ``sel`` ``(cells, 3)`` = (sample, gy, gx), sorted."""
-        ho, wo = self.out_shape[1:]
-        oy = sel[:, 1:2, None] * self.gh + torch.arange(self.gh)[None, :, None]
-        ox = sel[:, 2:3, None] * self.gw + torch.arange(self.gw)[None, None, :]
-        oy, ox = oy.expand(-1, self.gh, self.gw), ox.expand(-1, self.gh, self.gw)
-        valid = (oy < ho) & (ox < wo)
-        rows = sel[:, 0:1, None] * (ho * wo) + oy * wo + ox
-        return rows[valid].sort().values
-
-    def _low_pass_output(self, acc: torch.Tensor, lo: torch.Tensor, mask: torch.Tensor):
-        """Add the low pass of the refined (block, group) cells to ``acc`` (rows), and nothing
-        else. Returns the MACs done per sample."""
+    def _low_pass_output(self, acc: torch.Tensor, cols: torch.Tensor, mask: torch.Tensor):
+        """Add the low pass of the refined (block, group) cells to ``acc``, and nothing else:
+        for each block, the im2col rows of its refined pixels are selected, split, and
+        multiplied by the block's weights. Returns the MACs done per sample."""
         n = mask.shape[0]
-        p = self.pixels
+        ho, wo = self.out_shape[1:]
         macs = torch.zeros(n, dtype=I64)
-        per_block = [self._cell_rows(mask[:, b].nonzero()) for b in range(self.n_blocks)]
-        if all(r.numel() == 0 for r in per_block):
+        if not bool(mask.any()):
             return macs
-        union = torch.unique(torch.cat(per_block))  # sorted
-        cols = self.gather(lo, union)  # im2col of the refined pixels only, once per layer
-        for b, rows in enumerate(per_block):
+        # (blocks, N*Ho*Wo): which output pixels each block refines
+        pix = mask.repeat_interleave(self.gh, 2)[:, :, :ho].repeat_interleave(self.gw, 3)
+        pix = pix[:, :, :, :wo].transpose(0, 1).reshape(self.n_blocks, -1)
+        for b in range(self.n_blocks):
+            rows = pix[b].nonzero().reshape(-1)
             if rows.numel() == 0:
                 continue
-            sub = cols.index_select(0, torch.searchsorted(union, rows))
+            lo = self.split(cols.index_select(0, rows))[1]  # refined rows only
             c0, c1 = b * self.block, min((b + 1) * self.block, self.cout)
             for g, a0, a1 in self._pieces(c0, c1, self.cout_g):
                 cin = (g * self.cin_g, (g + 1) * self.cin_g)
-                part = sub[:, g * self.k : (g + 1) * self.k]
-                acc[:, a0:a1].index_add_(0, rows, self.product(part, cin, (a0, a1)))
-                macs += torch.bincount(rows // p, minlength=n) * ((a1 - a0) * self.k)
+                part = lo[:, g * self.k : (g + 1) * self.k]
+                acc[a0:a1].index_add_(1, rows, self.product(part, cin, (a0, a1)))
+                macs += torch.bincount(rows // self.pixels, minlength=n) * ((a1 - a0) * self.k)
         return macs
 
     def _low_pass_input(self, acc: torch.Tensor, lo: torch.Tensor, mask: torch.Tensor):
@@ -276,7 +274,6 @@ class _Layer:
         pixels whose window holds one of its refined inputs, and only the block's channels.
         Returns (MACs done, MACs on refined inputs) per sample."""
         n = mask.shape[0]
-        p = self.pixels
         kk = self.kh * self.kw
         macs = torch.zeros(n, dtype=I64)
         refined = torch.zeros(n, dtype=I64)
@@ -285,6 +282,7 @@ class _Layer:
         elem = self.expand(mask).to(I64)  # (N, Cin, H, W): refined input elements
         win_args = ((self.kh, self.kw), self.stride, self.padding, self.dilation)
         work = []  # (rows, conv group, input channel range)
+        touched = torch.zeros(n * self.pixels, dtype=torch.bool)
         for b in range(self.n_blocks):
             if not bool(mask[:, b].any()):
                 continue
@@ -297,15 +295,19 @@ class _Layer:
                 rows = hits.nonzero().reshape(-1)
                 if rows.numel():
                     work.append((rows, g, a0, a1))
+                    touched[rows] = True
         if not work:
             return macs, refined
-        union = torch.unique(torch.cat([w[0] for w in work]))
+        union = touched.nonzero().reshape(-1)
+        pos = torch.cumsum(touched, 0) - 1
         cols = self.gather(lo * elem, union)  # unrefined low parts never enter a product
         for rows, g, a0, a1 in work:
-            sub = cols.index_select(0, torch.searchsorted(union, rows))[:, a0 * kk : a1 * kk]
+            sub = cols.index_select(0, pos[rows])[:, a0 * kk : a1 * kk]
             cout = (g * self.cout_g, (g + 1) * self.cout_g)
-            acc[:, cout[0] : cout[1]].index_add_(0, rows, self.product(sub, (a0, a1), cout))
-            macs += torch.bincount(rows // p, minlength=n) * ((a1 - a0) * kk * self.cout_g)
+            acc[cout[0] : cout[1]].index_add_(1, rows, self.product(sub, (a0, a1), cout))
+            macs += torch.bincount(rows // self.pixels, minlength=n) * (
+                (a1 - a0) * kk * self.cout_g
+            )
         return macs, refined
 
 
@@ -382,8 +384,14 @@ def _simple_op(op: Op, args: list[torch.Tensor]) -> torch.Tensor:
         return torch.minimum(torch.maximum(x, lo), hi)
     if op.kind == "maxpool2d":
         fill = torch.iinfo(I64).min
-        win = _windows(x, _pair(a["kernel"]), _pair(a["stride"]), _pair(a["padding"]),
-                       _pair(a["dilation"]), fill)
+        win = _windows(
+            x,
+            _pair(a["kernel"]),
+            _pair(a["stride"]),
+            _pair(a["padding"]),
+            _pair(a["dilation"]),
+            fill,
+        )
         return win.amax(dim=(-1, -2))
     if op.kind == "avgpool2d":
         ph, pw = _pair(a["padding"])

@@ -187,7 +187,7 @@ class _Lowering:
             "bias": m.bias_int.clone(),
         }
         if m.dynamic:
-            grid_shape = (out_shape if cfg.decision == "output" else in_shape)
+            grid_shape = out_shape if cfg.decision == "output" else in_shape
             c, h, w = (grid_shape + (1, 1))[:3] if len(grid_shape) == 1 else grid_shape
             grid = m._grid(torch.empty(0, c, h, w))
             attrs.update(

@@ -77,8 +77,10 @@ class Op:
             "inputs": list(self.inputs),
             "output": self.output,
             "attrs": self.attrs,
-            "params": {k: [str(v.dtype).removeprefix("torch."), list(v.shape)]
-                       for k, v in self.params.items()},
+            "params": {
+                k: [str(v.dtype).removeprefix("torch."), list(v.shape)]
+                for k, v in self.params.items()
+            },
         }
 
 

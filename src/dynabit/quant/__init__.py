@@ -5,10 +5,12 @@ from dynabit.quant.budget import (
     LayerStats,
     budget_penalty,
     dynamic_layers,
+    load_stats_state,
     model_stats,
     quant_layers,
     record_decisions,
     reset_stats,
+    stats_state,
 )
 from dynabit.quant.calibrate import calibrate
 from dynabit.quant.layers import NotCalibratedError, QuantConv2d, QuantLayerMixin, QuantLinear
@@ -25,9 +27,11 @@ __all__ = [
     "calibrate",
     "convert",
     "dynamic_layers",
+    "load_stats_state",
     "model_stats",
     "prepare",
     "quant_layers",
     "record_decisions",
     "reset_stats",
+    "stats_state",
 ]

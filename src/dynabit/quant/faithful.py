@@ -72,6 +72,8 @@ PASS_MODULES = (nn.ReLU, nn.MaxPool2d, nn.Flatten, nn.Identity, nn.Dropout)
 PASS_FUNCTIONS = (torch.flatten, torch.relu, F.relu)
 PASS_METHODS = ("flatten", "relu", "contiguous")
 _ADD_FUNCTIONS = (operator.add, operator.iadd, torch.add)
+# Modules whose integer form depends on where they are used (one module per call).
+_PER_CALL = (nn.Hardtanh, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
 _SUPPORTED = (
     "supported: conv, linear (BN folded into its conv), ReLU, ReLU6/Hardtanh, the residual "
     "dynabit.models.layers.Add, max and average pooling, flatten, identity, dropout"
@@ -168,10 +170,7 @@ def analyze(gm: fx.GraphModule) -> Analysis:
         elif node.op == "call_module":
             m = an.module(node)
             target = str(node.target)
-            per_call = isinstance(
-                m,
-                (QuantLayerMixin, IntModule, *add_types, nn.Hardtanh, nn.AvgPool2d),
-            ) or isinstance(m, nn.AdaptiveAvgPool2d)
+            per_call = isinstance(m, (QuantLayerMixin, IntModule, *add_types, *_PER_CALL))
             if per_call and calls[target] > 1:
                 an.issues.append(
                     f"layer {target!r} is called {calls[target]} times; the integer path needs "

@@ -50,7 +50,18 @@ class QuantLayerMixin:
 
     def _init_quant(self, name: str, cfg: LayerQuantConfig, dynamic: bool) -> None:
         self.layer_name = name
-        self.qcfg = cfg.model_copy(update={"dynamic": dynamic})
+        # In the budget (model_stats, B_avg): dynamic layers, and the layers the uniform
+        # baseline runs static at ``uniform_bits`` (the first layer and classifier are not).
+        self.in_budget = dynamic
+        update: dict[str, object] = {"dynamic": dynamic}
+        if dynamic and cfg.uniform_bits is not None:
+            dynamic = False
+            update = {"dynamic": False, "static_bits": cfg.uniform_bits}
+        if dynamic and cfg.block_all_channels:
+            side = self.out_channels if cfg.decision == "output" else self.in_channels
+            update["block_size"] = side
+        cfg = cfg.model_copy(update=update)
+        self.qcfg = cfg
         self.dynamic = dynamic
         self.act_quant = ActQuantizer(cfg.bits if dynamic else cfg.static_bits)
         self.register_buffer("frozen", torch.tensor(False))
@@ -59,9 +70,16 @@ class QuantLayerMixin:
         if dynamic:
             channels = self.out_channels if cfg.decision == "output" else self.in_channels
             n_blocks = math.ceil(channels / cfg.block_size)
-            self.threshold = nn.Parameter(torch.zeros(n_blocks))
+            self.threshold = nn.Parameter(torch.zeros(n_blocks), requires_grad=cfg.train_thresholds)
             self.register_buffer("score_scale", torch.tensor(1.0))
             self.register_buffer("thresholds_calibrated", torch.tensor(False))
+            if cfg.threshold_penalty > 0:
+                # Target of the L2 threshold pull (PG): fixed, or the calibrated thresholds
+                # (taken by ``budget_penalty`` at the first training step).
+                fixed = cfg.threshold_target is not None
+                target = cfg.threshold_target if fixed else 0.0
+                self.register_buffer("threshold_target", torch.full((n_blocks,), float(target)))
+                self.register_buffer("threshold_target_set", torch.tensor(fixed))
         # Calibration and statistics state: plain attributes, so DDP never broadcasts them.
         self._calibrating = False
         self._collected: list[torch.Tensor] | None = None
@@ -140,7 +158,10 @@ class QuantLayerMixin:
         w_int, s_w = quantize_weight(w_float, self.qcfg.weight_bits)
         w = w_int * s_w.view(-1, *([1] * (w_int.dim() - 1)))
         if not self.dynamic:
-            return self._op(q * s, w, b)
+            y = self._op(q * s, w, b)
+            if self.in_budget:
+                self._account_static(y)
+            return y
         hi, lo = self._split(q)
         y_hi = self._op(hi * s, w, b)
         if self.qcfg.decision == "output":
@@ -338,6 +359,15 @@ class QuantLayerMixin:
             self.last_macs = float(macs) / n
         if self._recorded is not None:
             self._recorded.append(hard.cpu())
+
+    def _account_static(self, y: torch.Tensor) -> None:
+        """Count the outputs and MACs of a static layer in the budget (all at full precision)."""
+        n = y.shape[0]
+        elems = float(y.numel())
+        macs = elems * self.macs_per_output()
+        self.stat_totals += torch.tensor([elems, elems, macs, macs], dtype=torch.float64)
+        if self.training:
+            self.last_macs = macs / max(n, 1)
 
     def _dense_macs_per_sample(self) -> int:
         raise NotImplementedError

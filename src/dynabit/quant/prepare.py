@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import torch
 from torch import nn
 
 from dynabit.config.quant import QuantConfig
@@ -99,10 +100,21 @@ def convert(model: nn.Module, strict: bool = False) -> nn.Module:
 
     if not hasattr(model, "dynabit_config"):
         raise ValueError("convert() needs a model returned by dynabit.quant.prepare()")
-    frozen = copy.deepcopy(model)
+    # The last training forward's differentiable ratios are not graph leaves and cannot be
+    # deep-copied: the copy gets them detached (the source model is left as it is).
+    memo = {
+        id(t): t.detach()
+        for m in model.modules()
+        if isinstance(m, QuantLayerMixin)
+        for t in (m.last_block_ratio, m.last_mac_ratio)
+        if isinstance(t, torch.Tensor)
+    }
+    frozen = copy.deepcopy(model, memo)
     for m in frozen.modules():
-        if isinstance(m, QuantLayerMixin) and not bool(m.frozen):
-            m.freeze()
+        if isinstance(m, QuantLayerMixin):
+            if not bool(m.frozen):
+                m.freeze()
+            m.reset_stats()
     frozen.eval()
     make_integer_faithful(frozen, strict=strict)
     return frozen

@@ -83,9 +83,7 @@ class SystolicArray(wiring.Component):
                 if p.dynamic:
                     m.d.comb += [pe.thr.eq(self.thr[c]), self.flags[r * cols + c].eq(pe.flag)]
                     if p.score == "mean":
-                        m.d.comb += self.accs[r * cols + c].eq(
-                            Mux(self.sel_bank, pe.acc1, pe.acc0)
-                        )
+                        m.d.comb += self.accs[r * cols + c].eq(Mux(self.sel_bank, pe.acc1, pe.acc0))
                 else:
                     m.d.comb += self.accs[r * cols + c].eq(pe.acc)
 
@@ -94,7 +92,7 @@ class SystolicArray(wiring.Component):
             prev = None
             for r in range(rows):
                 pe = self.pes[r][c]
-                sh = Signal(signed(p.acc_bits), name=f"shadow_{r}_{c}")
+                sh = Signal(signed(p.acc_bits), name=f"shadow_{r}_{c}", reset_less=True)
                 src = Mux(self.copy_bank, pe.acc1, pe.acc0) if p.dynamic else pe.acc
                 with m.If(self.copy):
                     m.d.sync += sh.eq(src)
@@ -108,7 +106,7 @@ class SystolicArray(wiring.Component):
 def _delay(m: Module, v: Value, shape: Shape, depth: int, name: str) -> Value:
     """``v`` through ``depth`` registers."""
     for d in range(depth):
-        s = Signal(shape, name=f"{name}_{d}")
+        s = Signal(shape, name=f"{name}_{d}", reset_less=True)
         m.d.sync += s.eq(v)
         v = s
     return v

@@ -40,8 +40,13 @@ def _pair(v: object) -> tuple[int, int]:
     return (int(a), int(b))
 
 
-def im2col(codes: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
-           padding: tuple[int, int], dilation: tuple[int, int]) -> np.ndarray:
+def im2col(
+    codes: torch.Tensor,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> np.ndarray:
     """``(N, C_in, H, W)`` integer codes -> ``(N, C_in*kh*kw, H_out, W_out)`` windows.
 
     Zero padding (code 0), ``k = (c_in, ky, kx)`` order like the weights' flattening.

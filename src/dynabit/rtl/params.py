@@ -38,7 +38,9 @@ class TileParams:
                 "(the prefetch uses an idle cycle of each fold)"
             )
         if self.hi_bits < 1 or self.lo_bits < 1:
-            raise ValueError(f"hi_bits and lo_bits must be >= 1, got {self.hi_bits}, {self.lo_bits}")
+            raise ValueError(
+                f"hi_bits and lo_bits must be >= 1, got {self.hi_bits}, {self.lo_bits}"
+            )
         if self.weight_bits < 2 or self.acc_bits < 8 or self.mult_bits < 1 or self.addr_bits < 2:
             raise ValueError("weight_bits >= 2, acc_bits >= 8, mult_bits >= 1, addr_bits >= 2")
         if self.score not in ("max", "mean"):
@@ -81,7 +83,7 @@ class TileParams:
 
     @property
     def score_limit(self) -> int:
-        """``L`` with ``|mean-score sum| < L``; the mean threshold ``X`` is clamped to ``[-L, L]``."""
+        """``L > |mean-score sum|``; the mean threshold ``X`` is clamped to ``[-L, L]``."""
         return self.rows * self.cols * (1 << (self.acc_bits - 1 + self.mult_bits))
 
     @property

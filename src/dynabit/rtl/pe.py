@@ -69,27 +69,35 @@ class PE(wiring.Component):
         p = self.p
         m = Module()
         ctl = self.ctl_in
-        m.d.sync += [
-            self.a_out.eq(self.a_in),
-            self.w_out.eq(self.w_in),
-            self.ctl_out.eq(ctl),
-        ]
+        # Datapath registers carry no reset (only the control token must start invalid).
+        a_reg = Signal(p.act_shape, name="a_reg", reset_less=True)
+        w_reg = Signal(signed(p.weight_bits), name="w_reg", reset_less=True)
+        m.d.sync += [a_reg.eq(self.a_in), w_reg.eq(self.w_in), self.ctl_out.eq(ctl)]
+        m.d.comb += [self.a_out.eq(a_reg), self.w_out.eq(w_reg)]
         prod = Signal(signed(p.weight_bits + p.act_shape.width + 1))
         m.d.comb += prod.eq(self.w_in * self.a_in)
         acc_next = Signal(signed(p.acc_bits))  # assignment truncates: two's-complement wrap
         if not p.dynamic:
-            m.d.comb += acc_next.eq(Mux(ctl.restart, 0, self.acc) + prod)
+            acc = Signal(signed(p.acc_bits), name="acc_reg", reset_less=True)
+            m.d.comb += [acc_next.eq(Mux(ctl.restart, 0, acc) + prod), self.acc.eq(acc)]
             with m.If(ctl.valid):
-                m.d.sync += self.acc.eq(acc_next)
+                m.d.sync += acc.eq(acc_next)
             return m
+        acc0 = Signal(signed(p.acc_bits), name="acc0_reg", reset_less=True)
+        acc1 = Signal(signed(p.acc_bits), name="acc1_reg", reset_less=True)
+        flag = Signal(name="flag_reg", reset_less=True)
         term = Mux(ctl.hi, prod << p.lo_bits, prod)
-        acc = Mux(ctl.bank, self.acc1, self.acc0)
-        m.d.comb += acc_next.eq(Mux(ctl.restart, 0, acc) + term)
+        m.d.comb += [
+            acc_next.eq(Mux(ctl.restart, 0, Mux(ctl.bank, acc1, acc0)) + term),
+            self.acc0.eq(acc0),
+            self.acc1.eq(acc1),
+            self.flag.eq(flag),
+        ]
         with m.If(ctl.valid):
             with m.If(ctl.bank):
-                m.d.sync += self.acc1.eq(acc_next)
+                m.d.sync += acc1.eq(acc_next)
             with m.Else():
-                m.d.sync += self.acc0.eq(acc_next)
+                m.d.sync += acc0.eq(acc_next)
             with m.If(ctl.cmp):
-                m.d.sync += self.flag.eq(acc_next > self.thr)
+                m.d.sync += flag.eq(acc_next > self.thr)
         return m

@@ -231,9 +231,7 @@ def predicted_cycles(p: TileParams, job: LayerJob, mask: np.ndarray | None = Non
     fill = p.rows + p.cols - 2
     t = job.k
     if not p.dynamic:
-        folds = job.cols.shape[0] * math.ceil(
-            job.out_hw[0] * job.out_hw[1] / p.rows
-        ) * job.n_blocks
+        folds = job.cols.shape[0] * math.ceil(job.out_hw[0] * job.out_hw[1] / p.rows) * job.n_blocks
         return folds * (fill + t) - 1
     if mask is None:
         raise ValueError("the dynamic tile's cycles depend on the group masks")
@@ -304,8 +302,10 @@ def block_constants(p: TileParams, job: LayerJob, b: int) -> dict[str, Any]:
     amax = (1 << (p.acc_bits - 1)) - 1
     if p.score == "max":
         # (acc + b) * m > t  <=>  acc > floor(t / m) - b   (m >= 1, acc an integer)
-        thr = [_clamp(t // mult[c] - bias[c], -amax - 2, amax) if ok[c] else amax
-               for c in range(p.cols)]
+        thr = [
+            _clamp(t // mult[c] - bias[c], -amax - 2, amax) if ok[c] else amax
+            for c in range(p.cols)
+        ]
         out["thr"] = thr
     else:
         # floor(sum (acc + b) m / n) > t  <=>  sum m * acc >= n_rows * (n_cols (t+1) - sum b m)
@@ -331,7 +331,8 @@ def build_program(p: TileParams, job: LayerJob) -> TileProgram:
     n_idx, y_idx, x_idx = pixels[..., 0], pixels[..., 1], pixels[..., 2]
     valid = n_idx >= 0
     for plane in planes:
-        g = plane[np.where(valid, n_idx, 0), :, np.where(valid, y_idx, 0), np.where(valid, x_idx, 0)]
+        ns, ys, xs = (np.where(valid, i, 0) for i in (n_idx, y_idx, x_idx))
+        g = plane[ns, :, ys, xs]
         g = np.where(valid[..., None], g, 0)  # (n_groups, R, K)
         gathered.append(np.transpose(g, (0, 2, 1)))  # (n_groups, K, R)
     al = act_layout(p)

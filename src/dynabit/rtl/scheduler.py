@@ -199,19 +199,18 @@ class Scheduler(wiring.Component):
             m.d.sync += r.drain_cnt.eq(r.drain_cnt - 1)
 
         with m.Switch(r.state):
-            with m.Case(State.IDLE):
-                with m.If(self.start):
-                    m.d.sync += [
-                        r.tb.eq(0),
-                        r.tg.eq(0),
-                        r.g_base.eq(0),
-                        r.b_base.eq(0),
-                        r.bank.eq(0),
-                        r.have_lo.eq(0),
-                        r.pending.eq(0),
-                        r.perf.eq(0),
-                        r.state.eq(State.BOOT),
-                    ]
+            with m.Case(State.IDLE), m.If(self.start):
+                m.d.sync += [
+                    r.tb.eq(0),
+                    r.tg.eq(0),
+                    r.g_base.eq(0),
+                    r.b_base.eq(0),
+                    r.bank.eq(0),
+                    r.have_lo.eq(0),
+                    r.pending.eq(0),
+                    r.perf.eq(0),
+                    r.state.eq(State.BOOT),
+                ]
             with m.Case(State.BOOT):
                 self._read_hi(m, r.g_base, r.b_base)
                 m.d.comb += [self.prm_rd_en.eq(1), self.prm_rd_addr.eq(r.tb)]
@@ -221,14 +220,13 @@ class Scheduler(wiring.Component):
                     self._resolve(m, r)
                 with m.Else():
                     self._stream(m, r, stream, fold, in_h, in_h1, k1)
-            with m.Case(State.FLUSH):
-                with m.If(r.drain_cnt == 0):
-                    with m.If(r.pending):
-                        self._copy(m, r)
-                        m.d.sync += r.pending.eq(0)
-                    with m.Else():
-                        m.d.comb += self.done.eq(1)
-                        m.d.sync += r.state.eq(State.IDLE)
+            with m.Case(State.FLUSH), m.If(r.drain_cnt == 0):
+                with m.If(r.pending):
+                    self._copy(m, r)
+                    m.d.sync += r.pending.eq(0)
+                with m.Else():
+                    m.d.comb += self.done.eq(1)
+                    m.d.sync += r.state.eq(State.IDLE)
         return m
 
     def _copy(self, m: Module, r: SimpleNamespace) -> None:
@@ -237,8 +235,16 @@ class Scheduler(wiring.Component):
         m.d.comb += self.copy.eq(1)
         m.d.sync += [r.drain_cnt.eq(self.p.rows), r.drain_blk.eq(blk), r.drain_grp.eq(grp)]
 
-    def _stream(self, m: Module, r: SimpleNamespace, stream: Value, fold: Value, in_h: Value,
-                in_h1: Value, k1: Value) -> None:
+    def _stream(
+        self,
+        m: Module,
+        r: SimpleNamespace,
+        stream: Value,
+        fold: Value,
+        in_h: Value,
+        in_h1: Value,
+        k1: Value,
+    ) -> None:
         """Cycles ``t >= 1``: element ``t``, read of element ``t+1``, next fold's element 0."""
         p = self.p
         t, k = r.t, self.k_len
@@ -248,8 +254,9 @@ class Scheduler(wiring.Component):
         with m.Else():
             m.d.sync += t.eq(t + 1)
         with m.If(t < stream):
-            self._token(m, hi=in_h, restart=0, cmp=in_h & (t == k - 1),
-                        bank=Mux(in_h, r.bank, r.lo_bank))
+            self._token(
+                m, hi=in_h, restart=0, cmp=in_h & (t == k - 1), bank=Mux(in_h, r.bank, r.lo_bank)
+            )
         with m.If(t + 1 < stream):
             with m.If(in_h1):
                 self._read_hi(m, r.g_base + k1, r.b_base + k1)

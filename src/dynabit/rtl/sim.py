@@ -33,8 +33,9 @@ class SimulationError(RuntimeError):
     """The simulated tile misbehaved (timeout, read outside a buffer, duplicate output)."""
 
 
-def simulate(prog: TileProgram, vcd: str | Path | None = None, max_cycles: int | None = None
-             ) -> SimResult:
+def simulate(
+    prog: TileProgram, vcd: str | Path | None = None, max_cycles: int | None = None
+) -> SimResult:
     """Simulate ``prog`` cycle by cycle and return the tile's outputs, decisions and cycles."""
     p = prog.params
     dut = Tile(p)

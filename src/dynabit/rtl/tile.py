@@ -143,8 +143,10 @@ class Tile(wiring.Component):
         ]
 
         # Block parameters of the tile in its high pass, arriving with its element 0.
-        cfg = Signal(param_layout(p), name="cfg_cur")
-        drain_bias = Signal(data.ArrayLayout(signed(p.acc_bits), p.cols), name="drain_bias")
+        cfg = Signal(param_layout(p), name="cfg_cur", reset_less=True)
+        drain_bias = Signal(
+            data.ArrayLayout(signed(p.acc_bits), p.cols), name="drain_bias", reset_less=True
+        )
         with m.If(sch.new_tile):
             m.d.sync += cfg.eq(self.prm_rd_data)
         # Drain: bottom shadow row + bias of the drained tile (wrapping, like the accumulator).
@@ -160,8 +162,10 @@ class Tile(wiring.Component):
         # ---- dynamic: low plane, bias of the low-pass tile, decision.
         dec = self.decision
         m.submodules.decision = dec
-        bias_lo = Signal(data.ArrayLayout(signed(p.acc_bits), p.cols), name="bias_lo")
-        row_ok = Signal(p.rows, name="row_ok")  # valid rows of the tile in its high pass
+        bias_lo = Signal(
+            data.ArrayLayout(signed(p.acc_bits), p.cols), name="bias_lo", reset_less=True
+        )
+        row_ok = Signal(p.rows, name="row_ok", reset_less=True)  # valid rows (high-pass tile)
         with m.If(sch.new_tile):
             m.d.sync += row_ok.eq(self.act_rd_data.keep)
         with m.If(sch.shift_lo):

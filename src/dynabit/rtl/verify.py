@@ -75,11 +75,14 @@ def layer_shape(job: LayerJob) -> Any:
     )
 
 
-def model_cycles(p: TileParams, job: LayerJob, mask: np.ndarray | None) -> list[int]:
+def model_cycles(
+    p: TileParams, job: LayerJob, mask: np.ndarray | None, mode: str | None = None
+) -> list[int]:
     """Per-sample compute cycles that :func:`dynabit.hardware.simulate` predicts for ``job``.
 
     Dynamic tile: mode ``dynamic`` with ``mask``; uniform tile: mode ``bitparallel`` (one pass
-    of ``8 x W`` PEs) when ``B <= 8``, else ``dense`` with ``B``-bit chunks.
+    of ``8 x W`` PEs) when ``B <= 8``, else ``dense`` with ``B``-bit chunks. ``mode`` forces
+    another unmasked mode on ``p``'s array (e.g. ``uniform``: both chunks of every tile).
     """
     from dynabit.config.hardware import HardwareConfig
     from dynabit.hardware import simulate as hw_simulate
@@ -94,8 +97,19 @@ def model_cycles(p: TileParams, job: LayerJob, mask: np.ndarray | None) -> list[
         weight_bits=p.weight_bits,
         acc_bits=p.acc_bits,
     )
+    # The model also costs energy; odd chunk widths need a MAC entry (its value is irrelevant
+    # to cycles): scale the 8 x W figure by partial-product bits, as the default table does.
+    table = hw.energy
+    for a in {chunk, 8}:
+        key = f"{a}x{p.weight_bits}"
+        if key not in table.mac_pj:
+            ref = table.mac_pj.get(f"8x{p.weight_bits}", next(iter(table.mac_pj.values())))
+            table = table.model_copy(update={"mac_pj": {**table.mac_pj, key: ref * a / 8}})
+    hw = hw.model_copy(update={"energy": table})
     n = int(job.cols.shape[0])
-    if p.dynamic:
+    if mode is not None:
+        res = hw_simulate([shape], None, hw, mode=mode, samples=n)  # type: ignore[arg-type]
+    elif p.dynamic:
         res = hw_simulate([shape], {job.name: np.asarray(mask, dtype=bool)}, hw, mode="dynamic")
     else:
         mode = "bitparallel" if p.bits <= 8 else "dense"
@@ -183,8 +197,9 @@ def verify_job(
     """Simulate ``job`` (its first ``samples`` samples) and compare everything (see module doc)."""
     p = p or params_for(job)
     n = int(job.cols.shape[0]) if samples is None else min(samples, int(job.cols.shape[0]))
-    check = LayerCheck(job.name, job.k, n, ["golden"] + [r.source for r in references],
-                       TileRun(p.tag, True, True))
+    check = LayerCheck(
+        job.name, job.k, n, ["golden"] + [r.source for r in references], TileRun(p.tag, True, True)
+    )
     dyn = check.dynamic
     for s in range(n):
         sj = job.sample(s)

@@ -91,30 +91,18 @@ class TrainResult:
         }
 
 
-# Running decision counters of the quantized layers (plain attributes, not in the state dict):
-# saved per rank so that epoch statistics survive a mid-epoch resume.
-_COUNTERS = ("stat_block_refined", "stat_block_groups", "stat_totals")
-
-
 def _decision_counters(model: nn.Module) -> dict[str, torch.Tensor]:
-    from dynabit.quant import quant_layers
+    """Decision counters saved per rank, so epoch statistics survive a mid-epoch resume."""
+    from dynabit.quant import stats_state
 
-    return {
-        f"counters.{name}.{attr}": getattr(m, attr).clone()
-        for name, m in quant_layers(model)
-        for attr in _COUNTERS
-        if isinstance(getattr(m, attr, None), torch.Tensor)
-    }
+    return {f"counters.{k}": v for k, v in stats_state(model).items()}
 
 
 def _restore_counters(model: nn.Module, saved: dict[str, Any]) -> None:
-    from dynabit.quant import quant_layers
+    from dynabit.quant import load_stats_state
 
-    for name, m in quant_layers(model):
-        for attr in _COUNTERS:
-            key = f"counters.{name}.{attr}"
-            if key in saved:
-                setattr(m, attr, saved[key].clone())
+    prefix = "counters."
+    load_stats_state(model, {k[len(prefix) :]: v for k, v in saved.items() if k.startswith(prefix)})
 
 
 def _derived_seed(seed: int, rank: int) -> int:

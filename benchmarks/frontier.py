@@ -1,0 +1,761 @@
+"""Frontier benchmark: accuracy against measured ``B_avg`` for dynabit and the baselines.
+
+One FP32 model per architecture, then QAT fine-tuning of every method from it with the same
+recipe (data, loop, optimizer, schedule, calibration): dynabit, PG-style and DRQ-style gating
+at budgets 4.5, 5 and 6 bits, uniform static quantization at 4, 5, 6 and 8 bits, over 3 seeds,
+on Fashion-MNIST, for a small CNN and ResNet-20. 8-bit weights, 8-bit activations split 4 + 4.
+
+    python benchmarks/frontier.py --dry-run          # the plan and a timed estimate
+    python benchmarks/frontier.py --background --workers 2
+    python benchmarks/frontier.py --quick            # smoke run on digits (runs/frontier-quick)
+    python benchmarks/frontier.py --report           # rebuild the table and plots only
+
+Every point is its own resumable run directory under ``--run-root`` (``runs/frontier``):
+``<arch>/fp32`` and ``<arch>/<method>-b<budget>/seed<k>``. A finished point has
+``result.json`` and is skipped, an interrupted one resumes from its last checkpoint, so the
+same command continues a stopped run. Workers lock the point they train, so several can share
+one run root. After every point the results are rewritten: ``frontier.json`` (the rows: top-1
+mean and std over seeds, measured MAC-weighted ``B_avg``, refine ratio, BOPs), ``frontier.md``
+(the table and the checks of the issue's targets) and ``frontier_<arch>.png`` (top-1 against
+``B_avg``), in ``--out-dir`` (``benchmarks/results``; ``runs/frontier-quick`` with ``--quick``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dynabit.config.run import RunConfig, validate_run
+from dynabit.quant.baselines import VARIANTS, describe, method_config
+from dynabit.quant.bops import count_macs, fp32_bops, model_bops
+from dynabit.utils.files import atomic_write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+SCRIPT = "benchmarks/frontier.py"
+FP32_BITS = 32.0
+HEADLINE_BUDGET = 5.0  # the budget the issue's targets are stated at
+BUDGET_TOLERANCE = 0.1  # measured B_avg within +-0.1 of the budget counts as "at" it
+W8A8_GAP = 0.3  # dynabit within 0.3 points of uniform W8A8
+
+log = logging.getLogger("frontier")
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class Point:
+    """One training run of the frontier."""
+
+    arch: str
+    method: str  # fp32, uniform, pg, drq, dynabit or dynabit-<variant>
+    budget: float  # activation bits (uniform), B_target (dynamic), 32 (fp32)
+    seed: int
+
+    @property
+    def is_fp32(self) -> bool:
+        return self.method == "fp32"
+
+    @property
+    def key(self) -> str:
+        if self.is_fp32:
+            return f"{self.arch}/fp32"
+        return f"{self.arch}/{self.method}-b{self.budget:g}/seed{self.seed}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="Reduced smoke run on digits.")
+    ap.add_argument("--dry-run", action="store_true", help="Print the plan and an estimate.")
+    ap.add_argument("--report", action="store_true", help="Only rebuild table and plots.")
+    ap.add_argument("--background", action="store_true", help="Run detached; log to run root.")
+    ap.add_argument("--workers", type=int, default=1, help="Worker processes (--background).")
+    ap.add_argument("--archs", nargs="+", default=None)
+    ap.add_argument("--methods", nargs="+", default=None, help="Budgeted dynamic methods.")
+    ap.add_argument("--budgets", nargs="+", type=float, default=None)
+    ap.add_argument("--uniform-bits", nargs="+", type=int, default=None)
+    ap.add_argument(
+        "--variants",
+        nargs="*",
+        default=None,
+        help=f"dynabit variants at the headline budget (choices: {', '.join(VARIANTS)}).",
+    )
+    ap.add_argument("--seeds", nargs="+", type=int, default=None)
+    ap.add_argument("--dataset", default=None)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--subset", type=int, default=None, help="First N train/test samples.")
+    ap.add_argument("--width", type=int, default=None, help="Model width (default per model).")
+    ap.add_argument("--fp32-epochs", type=int, default=None)
+    ap.add_argument("--qat-epochs", type=int, default=None)
+    ap.add_argument("--max-steps", type=int, default=None, help="Cap QAT steps per epoch.")
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--fp32-lr", type=float, default=0.05)
+    ap.add_argument("--qat-lr", type=float, default=0.005)
+    ap.add_argument("--threshold-lr", type=float, default=0.01)
+    ap.add_argument("--calib-batches", type=int, default=None)
+    ap.add_argument("--fp32-seed", type=int, default=0)
+    ap.add_argument("--run-root", default=None)
+    ap.add_argument("--out-dir", default=None)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per worker.")
+    return ap
+
+
+# Full run and --quick defaults (explicit flags win).
+FULL = {
+    "archs": ["small_cnn", "resnet20"],
+    "methods": ["dynabit", "pg", "drq"],
+    "budgets": [4.5, 5.0, 6.0],
+    "uniform_bits": [4, 5, 6, 8],
+    "variants": [],
+    "seeds": [0, 1, 2],
+    "dataset": "fashion-mnist",
+    "fp32_epochs": 12,
+    "qat_epochs": 5,
+    "batch_size": 128,
+    "calib_batches": 8,
+    "run_root": "runs/frontier",
+    "out_dir": str(RESULTS_DIR),
+}
+QUICK = {
+    **FULL,
+    "budgets": [5.0],
+    "uniform_bits": [4, 8],
+    "seeds": [0],
+    "dataset": "digits",
+    "fp32_epochs": 3,
+    "qat_epochs": 1,
+    "max_steps": 4,
+    "batch_size": 64,
+    "calib_batches": 2,
+    "run_root": "runs/frontier-quick",
+    "out_dir": "runs/frontier-quick",
+}
+
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill unset options from the full-run or ``--quick`` defaults."""
+    defaults = QUICK if args.quick else FULL
+    for k, v in defaults.items():
+        if getattr(args, k, None) is None:
+            setattr(args, k, v)
+    unknown = sorted(set(args.variants) - set(VARIANTS))
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {unknown}; choices: {', '.join(VARIANTS)}")
+    return args
+
+
+def plan(args: argparse.Namespace) -> list[Point]:
+    """Every point, FP32 models first."""
+    points: list[Point] = []
+    for arch in args.archs:
+        points.append(Point(arch, "fp32", FP32_BITS, args.fp32_seed))
+    for arch in args.archs:
+        for seed in args.seeds:
+            for bits in args.uniform_bits:
+                points.append(Point(arch, "uniform", float(bits), seed))
+            for method in args.methods:
+                for budget in args.budgets:
+                    points.append(Point(arch, method, float(budget), seed))
+            for variant in args.variants:
+                points.append(Point(arch, variant, HEADLINE_BUDGET, seed))
+    return points
+
+
+def run_dir(args: argparse.Namespace, p: Point) -> Path:
+    return Path(args.run_root) / p.key
+
+
+def train_section(args: argparse.Namespace, p: Point) -> dict[str, Any]:
+    """The shared recipe (``core.py``'s): SGD, momentum 0.9, wd 5e-4, cosine, batch 128."""
+    return {
+        "dataset": args.dataset,
+        "data_dir": args.data_dir,
+        "model": p.arch,
+        "width": args.width,
+        "epochs": args.fp32_epochs if p.is_fp32 else args.qat_epochs,
+        "batch_size": args.batch_size,
+        "optimizer": "sgd",
+        "lr": args.fp32_lr if p.is_fp32 else args.qat_lr,
+        "threshold_lr": args.threshold_lr,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "schedule": "cosine",
+        "quantize": not p.is_fp32,
+        "init_from": None if p.is_fp32 else str(run_dir(args, fp32_point(args, p)).resolve()),
+        "calib_batches": args.calib_batches,
+        "seed": p.seed,
+        "train_subset": args.subset,
+        "test_subset": args.subset,
+        "max_steps_per_epoch": None if p.is_fp32 else args.max_steps,
+        "checkpoint_every": 200,
+        "keep_checkpoints": 1,
+        "progress": False,
+    }
+
+
+def fp32_point(args: argparse.Namespace, p: Point) -> Point:
+    return Point(p.arch, "fp32", FP32_BITS, args.fp32_seed)
+
+
+def run_config(args: argparse.Namespace, p: Point) -> RunConfig:
+    quant = {} if p.is_fp32 else method_config(p.method, p.budget).model_dump(mode="json")
+    return validate_run({"train": train_section(args, p), "quant": quant}, p.key)
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Lock:
+    """A point's lock file holding the owner's pid; a dead owner's lock is taken over."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.held = False
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and pid != os.getpid() and _alive(pid):
+                    return False
+                self.path.unlink(missing_ok=True)  # stale
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            self.held = True
+            return True
+        return False
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
+def result_path(args: argparse.Namespace, p: Point) -> Path:
+    return run_dir(args, p) / "result.json"
+
+
+def read_result(args: argparse.Namespace, p: Point) -> dict[str, Any] | None:
+    path = result_path(args, p)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+_MACS: dict[tuple[str, str, int | None], dict[str, int]] = {}
+
+
+def arch_macs(args: argparse.Namespace, arch: str) -> dict[str, int]:
+    """MACs per sample of each layer of ``arch`` on the dataset, from the FLOP counter."""
+    key = (arch, args.dataset, args.width)
+    if key not in _MACS:
+        from dynabit.data import dataset_info
+        from dynabit.models import build_model
+
+        info = dataset_info(args.dataset, args.data_dir)
+        model = build_model(arch, info.in_channels, info.num_classes, info.image_size, args.width)
+        example = torch.zeros(1, info.in_channels, info.image_size, info.image_size)
+        _MACS[key] = count_macs(model, example)
+    return _MACS[key]
+
+
+def run_point(args: argparse.Namespace, p: Point) -> dict[str, Any]:
+    """Train (or resume) one point and write its ``result.json``."""
+    from dynabit.train import run_training
+
+    cfg = run_config(args, p)
+    rd = run_dir(args, p)
+    start = time.time()
+    res = run_training(cfg, rd, resume=True)["train"]
+    macs = arch_macs(args, p.arch)
+    if p.is_fp32:
+        bops = fp32_bops(macs)
+        b_avg = b_avg_e = FP32_BITS
+        refine = None
+        what = "fp32: no quantization"
+    else:
+        bops = model_bops(macs, res.model, res.stats)
+        b_avg, b_avg_e = res.b_avg_macs, res.b_avg_elements
+        refine = (res.stats or {}).get("refine_ratio")
+        what = describe(cfg.quant)
+    result = {
+        "arch": p.arch,
+        "method": p.method,
+        "budget": p.budget,
+        "seed": p.seed,
+        "top1": res.top1,
+        "loss": res.loss,
+        "b_avg": b_avg,
+        "b_avg_elements": b_avg_e,
+        "refine_ratio": _finite(refine),
+        "macs": bops.macs,
+        "bops": bops.bops,
+        "layer_bits": {n: s.act_bits for n, s in bops.layers.items()},
+        "config": what,
+        "epochs": res.epochs,
+        "global_step": res.global_step,
+        "wall_seconds": round(time.time() - start, 1),
+        "run_dir": str(rd),
+    }
+    atomic_write_text(result_path(args, p), json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _finite(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) and math.isfinite(x) else None
+
+
+def work(args: argparse.Namespace, points: list[Point], command: str) -> int:
+    """Run every unfinished point this worker can lock; returns the number that failed."""
+    failed: set[str] = set()
+    lock_dir = Path(args.run_root) / "locks"
+    while True:
+        todo = [p for p in points if p.key not in failed and read_result(args, p) is None]
+        if not todo:
+            break
+        progressed = False
+        for p in todo:
+            if read_result(args, p) is not None:
+                continue
+            if not p.is_fp32 and read_result(args, fp32_point(args, p)) is None:
+                if fp32_point(args, p).key in failed:
+                    failed.add(p.key)
+                continue  # its FP32 model is not trained yet
+            lock = Lock(lock_dir / (p.key.replace("/", "__") + ".lock"))
+            if not lock.acquire():
+                continue
+            try:
+                if read_result(args, p) is None:  # another worker may have just finished it
+                    log.info("[%s] %s", time.strftime("%H:%M:%S"), p.key)
+                    r = run_point(args, p)
+                    log.info(
+                        "[%s] %s: top-1 %.2f%%, B_avg %.3f (%.0f s)",
+                        time.strftime("%H:%M:%S"),
+                        p.key,
+                        r["top1"],
+                        r["b_avg"],
+                        r["wall_seconds"],
+                    )
+                progressed = True
+            except Exception:  # keep going with the other points; reported at the end
+                log.error("%s failed:\n%s", p.key, traceback.format_exc())
+                failed.add(p.key)
+            finally:
+                lock.release()
+            write_report(args, points, command)
+        if not progressed:
+            time.sleep(2.0 if args.quick else 30.0)  # other workers hold what is left
+    write_report(args, points, command)
+    if failed:
+        log.error("%d point(s) failed: %s", len(failed), ", ".join(sorted(failed)))
+    return len(failed)
+
+
+# ----------------------------------------------------------------------------- estimate
+
+
+def _step_seconds(args: argparse.Namespace, arch: str, method: str | None, steps: int = 2) -> float:
+    """Seconds per training step of ``arch`` (``method=None``: FP32) on random data."""
+    import torch.nn.functional as F
+
+    from dynabit.data import dataset_info
+    from dynabit.models import build_model
+    from dynabit.quant import budget_penalty, calibrate, prepare
+
+    info = dataset_info(args.dataset, args.data_dir)
+    torch.manual_seed(0)
+    model = build_model(arch, info.in_channels, info.num_classes, info.image_size, args.width)
+    x = torch.randn(args.batch_size, info.in_channels, info.image_size, info.image_size)
+    y = torch.randint(0, info.num_classes, (args.batch_size,))
+    if method is not None:
+        model = prepare(model, method_config(method, 5.0 if method != "uniform" else 8))
+        calibrate(model, [x])
+    opt = torch.optim.SGD([q for q in model.parameters() if q.requires_grad], lr=1e-3)
+    model.train()
+    times = []
+    for _ in range(steps + 1):
+        t = time.perf_counter()
+        loss = F.cross_entropy(model(x), y)
+        if method is not None:
+            loss = loss + budget_penalty(model)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t)
+    return min(times[1:])
+
+
+def estimate(args: argparse.Namespace, points: list[Point]) -> float:
+    """Seconds the unfinished points take on this machine (timed steps, one worker)."""
+    from dynabit.data import load_dataset
+
+    n_train = len(load_dataset(args.dataset, "train", args.data_dir, args.subset))
+    n_test = len(load_dataset(args.dataset, "test", args.data_dir, args.subset))
+    steps = math.ceil(n_train / args.batch_size)
+    if args.max_steps:
+        steps = min(steps, args.max_steps)
+    cost: dict[tuple[str, str], float] = {}
+    total = 0.0
+    for p in points:
+        if read_result(args, p) is not None:
+            continue
+        base = "fp32" if p.is_fp32 else p.method.split("-", 1)[0]
+        if (p.arch, base) not in cost:
+            cost[(p.arch, base)] = _step_seconds(args, p.arch, None if p.is_fp32 else base)
+            log.info("  %s %s: %.3f s per step", p.arch, base, cost[(p.arch, base)])
+        t = cost[(p.arch, base)]
+        epochs = args.fp32_epochs if p.is_fp32 else args.qat_epochs
+        eval_s = n_test / args.batch_size * t / 3  # a forward is about a third of a step
+        total += epochs * (steps * t + eval_s)
+    return total
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def aggregate(args: argparse.Namespace, points: list[Point]) -> list[dict[str, Any]]:
+    """One row per (arch, method, budget): means and stds over the finished seeds."""
+    groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
+    order: list[tuple[str, str, float]] = []
+    for p in points:
+        g = (p.arch, p.method, p.budget)
+        if g not in groups:
+            groups[g] = []
+            order.append(g)
+        r = read_result(args, p)
+        if r is not None:
+            groups[g].append(r)
+    rows = []
+    for arch, method, budget in order:
+        rs = groups[(arch, method, budget)]
+        if not rs:
+            continue
+        top1 = [r["top1"] for r in rs]
+        b = [r["b_avg"] for r in rs]
+        refine = [r["refine_ratio"] for r in rs if r.get("refine_ratio") is not None]
+        rows.append(
+            {
+                "arch": arch,
+                "method": method,
+                "budget": budget,
+                "top1_mean": statistics.fmean(top1),
+                "top1_std": statistics.stdev(top1) if len(top1) > 1 else 0.0,
+                "b_avg": statistics.fmean(b),
+                "b_avg_std": statistics.stdev(b) if len(b) > 1 else 0.0,
+                "b_avg_elements": statistics.fmean(r["b_avg_elements"] for r in rs),
+                "refine_ratio": statistics.fmean(refine) if refine else None,
+                "bops": statistics.fmean(r["bops"] for r in rs),
+                "macs": rs[0]["macs"],
+                "seeds": len(rs),
+                "top1_per_seed": top1,
+                "config": rs[0]["config"],
+            }
+        )
+    return rows
+
+
+def _row(rows: list[dict[str, Any]], arch: str, method: str, budget: float) -> dict | None:
+    for r in rows:
+        if r["arch"] == arch and r["method"] == method and r["budget"] == budget:
+            return r
+    return None
+
+
+def checks(rows: list[dict[str, Any]], archs: list[str]) -> list[dict[str, Any]]:
+    """The issue's targets at the 5-bit budget, per architecture, as measured."""
+    out = []
+    b = HEADLINE_BUDGET
+    for arch in archs:
+        dyn = _row(rows, arch, "dynabit", b)
+        if dyn is None:
+            continue
+        at = abs(dyn["b_avg"] - b) <= BUDGET_TOLERANCE
+        out.append(
+            {
+                "arch": arch,
+                "claim": f"dynabit measured B_avg within +-{BUDGET_TOLERANCE} of {b:g}",
+                "value": dyn["b_avg"],
+                "pass": at,
+            }
+        )
+        w8a8 = _row(rows, arch, "uniform", 8.0)
+        if w8a8 is not None:
+            gap = dyn["top1_mean"] - w8a8["top1_mean"]
+            out.append(
+                {
+                    "arch": arch,
+                    "claim": f"dynabit top-1 within {W8A8_GAP} points of uniform W8A8",
+                    "value": gap,
+                    "pass": gap >= -W8A8_GAP,
+                }
+            )
+        for method, budget, label in (
+            ("uniform", b, "uniform W8A5"),
+            ("pg", b, "PG-style"),
+            ("drq", b, "DRQ-style"),
+        ):
+            other = _row(rows, arch, method, budget)
+            if other is None:
+                continue
+            margin = dyn["top1_mean"] - other["top1_mean"]
+            std = max(dyn["top1_std"], other["top1_std"])
+            same_b = abs(other["b_avg"] - b) <= BUDGET_TOLERANCE
+            out.append(
+                {
+                    "arch": arch,
+                    "claim": f"dynabit beats {label} by more than the seeds' std",
+                    "value": margin,
+                    "std": std,
+                    "other_b_avg": other["b_avg"],
+                    "other_at_budget": same_b,
+                    "pass": margin > std,
+                }
+            )
+    return out
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "–" if x is None else format(x, spec)
+
+
+def markdown(args: argparse.Namespace, rows: list[dict], chk: list[dict], meta: dict) -> str:
+    lines = [
+        "# Accuracy/bit-width frontier",
+        "",
+        f"Dataset `{args.dataset}`; W8, activations 8 = 4 + 4 bits for the dynamic methods; "
+        f"FP32 {args.fp32_epochs} epochs, QAT {args.qat_epochs} epochs from it; "
+        f"{meta['points_done']}/{meta['points_total']} runs finished.",
+        "",
+        f"Command: `{meta['command']}`",
+        "",
+        "`B_avg` is measured on the test set, MAC-weighted over the budgeted layers (first layer "
+        "and classifier at 8 bits, outside it). BOPs per sample = sum of MACs x weight bits x "
+        "measured activation bits over all layers.",
+        "",
+        "| arch | method | budget | top-1 % (mean ± std) | B_avg | refine | MBOPs | seeds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['arch']} | {r['method']} | {r['budget']:g} | "
+            f"{r['top1_mean']:.2f} ± {r['top1_std']:.2f} | {r['b_avg']:.3f} | "
+            f"{_fmt(r['refine_ratio'], '.3f')} | {r['bops'] / 1e6:.1f} | {r['seeds']} |"
+        )
+    if chk:
+        lines += ["", f"## Targets at B_target = {HEADLINE_BUDGET:g}", ""]
+        lines += ["| arch | target | measured | met |", "|---|---|---:|---|"]
+        for c in chk:
+            value = f"{c['value']:+.2f}" if "B_avg" not in c["claim"] else f"{c['value']:.3f}"
+            if "std" in c:
+                value += f" (std {c['std']:.2f}; their B_avg {c['other_b_avg']:.3f})"
+            lines.append(
+                f"| {c['arch']} | {c['claim']} | {value} | {'yes' if c['pass'] else 'NO'} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def plot(args: argparse.Namespace, rows: list[dict], arch: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    mine = [r for r in rows if r["arch"] == arch]
+    methods: list[str] = []
+    for r in mine:
+        if r["method"] not in methods:
+            methods.append(r["method"])
+    for method in methods:
+        rs = sorted((r for r in mine if r["method"] == method), key=lambda r: r["b_avg"])
+        if method == "fp32":
+            ax.axhline(rs[0]["top1_mean"], color="grey", ls="--", lw=1, label="fp32")
+            continue
+        ax.errorbar(
+            [r["b_avg"] for r in rs],
+            [r["top1_mean"] for r in rs],
+            yerr=[r["top1_std"] for r in rs],
+            marker="o" if method == "dynabit" else "s",
+            ms=4,
+            capsize=3,
+            lw=1.5 if method == "dynabit" else 1,
+            label=method,
+        )
+    ax.set_xlabel("measured B_avg (activation bits, MAC-weighted)")
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title(f"{arch} on {args.dataset}: accuracy vs bit width")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_report(args: argparse.Namespace, points: list[Point], command: str) -> dict[str, Any]:
+    """Rewrite ``frontier.json``, ``frontier.md`` and one plot per architecture."""
+    out = Path(args.out_dir)
+    rows = aggregate(args, points)
+    done = sum(read_result(args, p) is not None for p in points)
+    chk = checks(rows, args.archs)
+    meta = {"command": command, "points_done": done, "points_total": len(points)}
+    report = {
+        "rows": rows,
+        "command": command,
+        "checks": chk,
+        "complete": done == len(points),
+        "points_done": done,
+        "points_total": len(points),
+        "dataset": args.dataset,
+        "recipe": {
+            "fp32_epochs": args.fp32_epochs,
+            "qat_epochs": args.qat_epochs,
+            "batch_size": args.batch_size,
+            "fp32_lr": args.fp32_lr,
+            "qat_lr": args.qat_lr,
+            "threshold_lr": args.threshold_lr,
+            "calib_batches": args.calib_batches,
+            "max_steps_per_epoch": args.max_steps,
+            "subset": args.subset,
+        },
+        "run_root": str(args.run_root),
+    }
+    atomic_write_text(out / "frontier.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / "frontier.md", markdown(args, rows, chk, meta))
+    for arch in args.archs:
+        if any(r["arch"] == arch for r in rows):
+            plot(args, rows, arch, out / f"frontier_{arch}.png")
+    return report
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def _without(argv: list[str], flags: dict[str, int]) -> list[str]:
+    """``argv`` minus the given flags (``flag -> number of values it takes``)."""
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        name = a.split("=", 1)[0]
+        if name in flags:
+            i += 1 + (flags[name] if "=" not in a else 0)
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
+def launch_background(args: argparse.Namespace, argv: list[str]) -> None:
+    """Start ``--workers`` detached workers with the same options; print where they log."""
+    root = Path(args.run_root)
+    root.mkdir(parents=True, exist_ok=True)
+    child = _without(argv, {"--background": 0, "--workers": 1})
+    for i in range(args.workers):
+        log_path = root / f"worker{i}.log"
+        with open(log_path, "a") as f:
+            proc = subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve()), *child],
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=os.getcwd(),
+            )
+        print(f"worker {i}: pid {proc.pid}, log {log_path}")
+    print(
+        f"re-run `{shlex.join(['python', SCRIPT, *argv])}` to resume after a stop; "
+        f"results in {args.out_dir}"
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    raw = sys.argv[1:] if argv is None else list(argv)
+    args = resolve(build_parser().parse_args(raw))
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    torch.set_num_threads(args.threads)
+    command = shlex.join(["python", SCRIPT, *_without(raw, {"--background": 0, "--workers": 1})])
+    points = plan(args)
+    if args.background:
+        launch_background(args, raw)
+        return None
+    n_qat = sum(not p.is_fp32 for p in points)
+    todo = [p for p in points if read_result(args, p) is None]
+    log.info(
+        "%d runs (%d FP32 + %d QAT: %d archs x %d seeds x %d points), %d left; run root %s",
+        len(points),
+        len(points) - n_qat,
+        n_qat,
+        len(args.archs),
+        len(args.seeds),
+        n_qat // max(1, len(args.archs) * len(args.seeds)),
+        len(todo),
+        args.run_root,
+    )
+    if args.report:
+        return write_report(args, points, command)
+    if args.dry_run:
+        for p in points:
+            log.info("  %-40s %s", p.key, "done" if read_result(args, p) else "")
+        seconds = estimate(args, points)
+        log.info(
+            "estimated %.1f h of training for the %d runs left (one worker, %d thread(s); "
+            "measured steps under the current load)",
+            seconds / 3600,
+            len(todo),
+            args.threads,
+        )
+        return {"points": [p.key for p in points], "estimate_seconds": seconds}
+    failed = work(args, points, command)
+    report = json.loads((Path(args.out_dir) / "frontier.json").read_text())
+    for r in report["rows"]:
+        log.info(
+            "%-10s %-18s %4g  top-1 %6.2f ± %.2f  B_avg %.3f  %5.1f MBOPs  (%d seeds)",
+            r["arch"],
+            r["method"],
+            r["budget"],
+            r["top1_mean"],
+            r["top1_std"],
+            r["b_avg"],
+            r["bops"] / 1e6,
+            r["seeds"],
+        )
+    log.info("-> %s", Path(args.out_dir) / "frontier.json")
+    if failed:
+        raise SystemExit(1)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""``python -m dynabit``: the command line."""
+
+from dynabit.cli.main import app
+
+app()

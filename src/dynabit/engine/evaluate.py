@@ -1,0 +1,110 @@
+"""Evaluate an integer program on a dataset, and fix its refine ratio (for benchmarks)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dynabit.engine.execute import Executor
+from dynabit.engine.program import IntegerProgram
+from dynabit.engine.trace import EngineTrace
+from dynabit.quant.decisions import group_budget
+
+
+@dataclass
+class ProgramEval:
+    """Result of :func:`evaluate_program`."""
+
+    top1: float  # percent
+    samples: int
+    correct: int
+    predictions: torch.Tensor  # int64 (N,)
+    logits_int: torch.Tensor  # int64 (N, classes)
+    trace: EngineTrace
+    budget: dict[str, Any]  # EngineTrace.budget(): B_avg, refine ratio, per layer
+
+    def summary(self) -> dict[str, Any]:
+        """Plain dict for JSON (no tensors)."""
+        return {
+            "top1": self.top1,
+            "samples": self.samples,
+            "correct": self.correct,
+            "b_avg_macs": self.budget["b_avg_macs"],
+            "b_avg_elements": self.budget["b_avg_elements"],
+            "refine_ratio": self.budget["refine_ratio"],
+            "layers": self.budget["layers"],
+        }
+
+
+def layer_bits(program: IntegerProgram) -> dict[str, tuple[int, int]]:
+    """``name -> (B_hi, B_lo)`` of the program's dynamic layers."""
+    return {
+        op.name: (int(op.attrs["bits"]) - int(op.attrs["lo_bits"]), int(op.attrs["lo_bits"]))
+        for op in program.dynamic_ops()
+    }
+
+
+def evaluate_program(
+    program: IntegerProgram | Executor,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int = 256,
+) -> ProgramEval:
+    """Run the program over ``images`` in batches: top-1, integer logits, the whole trace and
+    the measured ``B_avg``."""
+    ex = program if isinstance(program, Executor) else Executor(program)
+    traces, logits, preds = [], [], []
+    for start in range(0, images.shape[0], batch_size):
+        res = ex(images[start : start + batch_size])
+        traces.append(res.trace)
+        logits.append(res.logits_int)
+        preds.append(res.logits.argmax(dim=1))
+    trace = EngineTrace.concat(traces)
+    pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.int64)
+    correct = int((pred == labels[: pred.numel()]).sum())
+    n = int(pred.numel())
+    return ProgramEval(
+        top1=100.0 * correct / max(n, 1),
+        samples=n,
+        correct=correct,
+        predictions=pred,
+        logits_int=torch.cat(logits) if logits else torch.zeros(0, dtype=torch.int64),
+        trace=trace,
+        budget=trace.budget(layer_bits(ex.program)),
+    )
+
+
+def with_refine_ratio(program: IntegerProgram, ratio: float) -> IntegerProgram:
+    """A copy whose dynamic layers refine exactly ``floor(ratio * groups)`` groups per block
+    and sample (the top-scoring ones: bounds ``(ratio, ratio)`` enforced)."""
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"ratio must lie in [0, 1], got {ratio}")
+    out = program.copy()
+    for op in out.dynamic_ops():
+        _, h, w = op.attrs["grid"]
+        gh, gw = op.attrs["group"]
+        n_groups = -(-h // gh) * -(-w // gw)
+        op.attrs["k_bounds"] = list(group_budget(ratio, ratio, n_groups))
+    return out
+
+
+def lower_checkpoint(path: str | Path) -> IntegerProgram:
+    """Load a trained run or checkpoint (:func:`dynabit.train.load_model`), convert it strictly
+    and lower it for its dataset's input shape. The program's ``meta`` records the dataset."""
+    from dynabit.data import dataset_info
+    from dynabit.engine.lower import lower
+    from dynabit.quant import convert
+    from dynabit.train import load_model
+
+    model, cfg, ck = load_model(path)
+    if not cfg.train.quantize:
+        raise ValueError(f"{ck} is an FP32 run: only quantized (QAT) runs have an integer form")
+    info = dataset_info(cfg.train.dataset, cfg.train.data_dir)
+    program = lower(
+        convert(model, strict=True), (info.in_channels, info.image_size, info.image_size)
+    )
+    program.meta.update(checkpoint=str(ck), dataset=cfg.train.dataset, data_dir=cfg.train.data_dir)
+    return program
