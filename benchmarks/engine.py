@@ -32,9 +32,8 @@ import torch
 
 from dynabit.config.run import validate_run
 from dynabit.data import load_dataset
-from dynabit.engine import Executor, evaluate_program, lower, with_refine_ratio
-from dynabit.quant import convert, record_decisions
-from dynabit.quant.faithful import record_integers
+from dynabit.engine import Executor, check_parity, evaluate_program, lower, with_refine_ratio
+from dynabit.quant import convert
 from dynabit.train import load_model, run_training
 from dynabit.utils.files import atomic_write_text
 
@@ -81,31 +80,6 @@ def ensure_model(args: argparse.Namespace) -> Path:
     return run
 
 
-def parity(fm: torch.nn.Module, ex: Executor, images, labels, batch: int) -> dict:
-    """Element mismatches (codes, accumulators, masks, logits) and both top-1 figures."""
-    mismatches = model_correct = engine_correct = 0
-    for start in range(0, images.shape[0], batch):
-        x, y = images[start : start + batch], labels[start : start + batch]
-        with torch.no_grad(), record_integers(fm) as ints, record_decisions(fm) as masks:
-            out = fm(x)
-        res = ex(x, keep=True)
-        for lt in res.trace.layers:
-            codes, acc = torch.cat(ints[lt.name]["codes"]), torch.cat(ints[lt.name]["acc"])
-            mismatches += int((lt.codes.reshape(codes.shape) != codes).sum())
-            mismatches += int((lt.acc.reshape(acc.shape) != acc).sum())
-            if lt.mask is not None:
-                mismatches += int((lt.mask != torch.cat(masks[lt.name])).sum())
-        model_correct += int((out.argmax(1) == y).sum())
-        engine_correct += int((res.logits.argmax(1) == y).sum())
-    n = images.shape[0]
-    return {
-        "samples": n,
-        "mismatches": mismatches,
-        "engine_top1": 100.0 * engine_correct / n,
-        "model_top1": 100.0 * model_correct / n,
-    }
-
-
 def timing(program, images: torch.Tensor, repeats: int, batch: int) -> dict[str, float]:
     """Engine CPU seconds (one thread, best of ``repeats``) at each refine ratio."""
     threads = torch.get_num_threads()
@@ -150,10 +124,17 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"model       {ck} ({len(program.dynamic_ops())} dynamic layers)")
 
     t0 = time.time()
-    par = parity(fm, Executor(program), test.images, test.labels, args.batch_size)
+    rep = check_parity(fm, test.images, test.labels, program, args.batch_size)
+    par = {
+        "samples": rep.samples,
+        "mismatches": rep.mismatches + rep.logits_mismatches,
+        "engine_top1": rep.engine_top1,
+        "model_top1": rep.model_top1,
+    }
     print(
         f"parity      {par['samples']} test images, {par['mismatches']} mismatching elements "
-        f"(codes, accumulators, masks of every layer); top-1 engine {par['engine_top1']:.2f} % "
+        f"(codes, accumulators, masks of every layer, logits); top-1 engine "
+        f"{par['engine_top1']:.2f} % "
         f"model {par['model_top1']:.2f} % ({time.time() - t0:.0f} s)"
     )
     with torch.no_grad():

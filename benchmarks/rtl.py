@@ -250,8 +250,9 @@ def main(argv: list[str] | None = None) -> int:
         "cycle_exact": bool(cycle_exact),
         "cells_dynamic": int(big["dynamic"]["cells"]),
         "cells_uniform8": int(big["uniform8"]["cells"]),
-        "command": "python benchmarks/rtl.py "
-        + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "command": shlex.join(
+            ["python", "benchmarks/rtl.py", *(argv if argv is not None else sys.argv[1:])]
+        ),
         "array": big["array"],
         "flops_dynamic": int(big["dynamic"]["flops"]),
         "flops_uniform8": int(big["uniform8"]["flops"]),

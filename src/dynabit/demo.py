@@ -113,6 +113,20 @@ def uniform8_baseline(fp32_run: Path, dataset: str, opts: DemoOptions) -> dict[s
     return {"top1": evaluate(w8a8, test).top1, "method": "W8A8 post-training quantization"}
 
 
+def check_parity(qat_run: Path, dataset: str, opts: DemoOptions) -> dict[str, Any]:
+    """Integer engine vs the converted model on the whole test split, element by element."""
+    from dynabit.data import load_dataset
+    from dynabit.engine.parity import check_parity as engine_parity
+    from dynabit.quant import convert
+    from dynabit.train import load_model
+
+    model, cfg, _ = load_model(qat_run)
+    frozen = convert(model, strict=True)
+    test = load_dataset(dataset, "test", cfg.train.data_dir, opts.test_subset)
+    report = engine_parity(frozen, test.images, test.labels)
+    return {**report.to_dict(), "parity": report.ok}
+
+
 def simulate_real_masks(qat_run: Path, dataset: str, opts: DemoOptions) -> dict[str, Any]:
     """Accelerator figures for the QAT model with the decisions real test images produce."""
     from dynabit.data import load_dataset
@@ -123,12 +137,17 @@ def simulate_real_masks(qat_run: Path, dataset: str, opts: DemoOptions) -> dict[
     test = load_dataset(dataset, "test", cfg.train.data_dir, opts.test_subset)
     images = test.images[: opts.sim_samples]
     shapes, masks = trace_model(model, images, opts.hardware)
-    ratio = float(sum(m.sum() for m in masks.values()) / max(1, sum(m.size for m in masks.values())))
+    ratio = float(
+        sum(m.sum() for m in masks.values()) / max(1, sum(m.size for m in masks.values()))
+    )
     # Per-element gating at the same refine ratio (i.i.d. elements: its best case for skipping
     # is no better, since any refined element holds back its whole wave).
     element = synthetic_masks(shapes, ratio, images.shape[0], seed=opts.seed, kind="element")
     comp = compare(
-        shapes, masks, opts.hardware, element_masks=element,
+        shapes,
+        masks,
+        opts.hardware,
+        element_masks=element,
         baselines=("uniform", "high", "bitparallel"),
     )
     out = opts.run_dir / "simulation"
@@ -190,12 +209,18 @@ def summary_table(s: dict[str, Any]) -> str:
         ("top-1 FP32", f"{s['top1_fp32']:.2f} %"),
         ("top-1 W8A8 (PTQ)", f"{s['top1_w8a8']:.2f} %"),
         (f"top-1 dynamic (budget {s['budget']:g} bits)", f"{s['top1_dynamic']:.2f} %"),
-        ("B_avg measured (MAC / element weighted)", f"{s['b_avg']:.3f} / {s['b_avg_elements']:.3f}"),
+        (
+            "B_avg measured (MAC / element weighted)",
+            f"{s['b_avg']:.3f} / {s['b_avg_elements']:.3f}",
+        ),
         (f"speedup vs uniform 8-bit ({s['hardware']})", f"{s['speedup_vs_uniform8']:.3f}x"),
         ("ideal speedup B / B_avg", f"{s['ideal_speedup']:.3f}x"),
         ("per-element gating speedup, same ratio", f"{s['speedup_per_element_gating']:.3f}x"),
         ("energy saving vs uniform 8-bit", f"{100 * s['energy_saving_vs_uniform8']:.1f} %"),
-        ("integer engine parity", f"{'pass' if s['parity'] else 'FAIL'} ({s['parity_samples']} images)"),
+        (
+            "integer engine parity",
+            f"{'pass' if s['parity'] else 'FAIL'} ({s['parity_samples']} images)",
+        ),
         ("wall time", f"{s['seconds']:.0f} s"),
     ]
     width = max(len(k) for k, _ in rows)

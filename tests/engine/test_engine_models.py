@@ -10,7 +10,13 @@ from torch import nn
 
 from dynabit.config import QuantConfig
 from dynabit.data import load_dataset
-from dynabit.engine import Executor, UnsupportedLayerError, evaluate_program, lower
+from dynabit.engine import (
+    Executor,
+    UnsupportedLayerError,
+    check_parity,
+    evaluate_program,
+    lower,
+)
 from dynabit.models import build_model
 from dynabit.quant import calibrate, convert, model_stats, prepare, record_decisions, reset_stats
 from dynabit.quant.faithful import record_integers
@@ -104,6 +110,9 @@ def test_trained_digits_cnn_zero_mismatches_same_accuracy() -> None:
     ev = evaluate_program(lower(fm, (1, 8, 8)), images, labels, batch_size=100)
     assert model_correct > 0.8 * len(labels)  # a real, trained model
     assert ev.correct == model_correct
+    report = check_parity(fm, images, labels, batch_size=128)
+    assert report.ok and report.samples == len(labels)
+    assert report.engine_top1 == report.model_top1 == pytest.approx(100 * model_correct / 360)
     assert torch.equal(ev.predictions, y.argmax(1))
     # the engine's B_avg is the model's own statistic
     reset_stats(fm)

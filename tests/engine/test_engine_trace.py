@@ -110,3 +110,25 @@ def test_with_refine_ratio_checks_range() -> None:
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         with_refine_ratio(program, 1.5)
     assert program.dynamic_ops()[0].attrs["k_bounds"] is None  # the original is untouched
+
+
+@pytest.mark.parametrize("method", ["uniform", "pg", "drq", "dynabit"])
+def test_baseline_methods_run_bit_exact_with_the_same_budget(method: str) -> None:
+    from dynabit.engine import check_parity
+
+    torch.manual_seed(2)
+    cfg = QuantConfig(hardware={"rows": 4, "cols": 8}, method=method, budget=5.0)
+    pm = prepare(build_model("small_cnn", 1, 10, 12, width=4), cfg)
+    x = torch.randn(8, 1, 12, 12)
+    calibrate(pm, [x])
+    fm = convert(pm, strict=True)
+    program = lower(fm, (1, 12, 12))
+    assert check_parity(fm, x, program=program).ok
+    reset_stats(fm)
+    with torch.no_grad():
+        fm(x)
+    stats = model_stats(fm)
+    ev = evaluate_program(program, x, torch.zeros(8, dtype=torch.int64))
+    assert set(ev.budget["layers"]) == set(stats.layers)
+    assert ev.budget["b_avg_macs"] == pytest.approx(stats.b_avg_macs, abs=1e-12)
+    assert ev.budget["b_avg_elements"] == pytest.approx(stats.b_avg_elements, abs=1e-12)

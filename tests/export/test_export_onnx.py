@@ -39,6 +39,8 @@ def _program(name: str, size: int, **cfg):
         ("resnet20", 12, {"score": "mean", "enforce_bounds": True}),
         ("resnet20", 12, {"decision": "input", "enforce_bounds": True, "bounds": (0.2, 0.4)}),
         ("resnet18", 16, {"midpoint": True, "keep_first_last": False}),
+        ("resnet20", 12, {"method": "pg"}),  # per-element gating baseline
+        ("small_cnn", 12, {"method": "drq"}),  # DRQ input regions baseline
     ],
 )
 def test_onnxruntime_is_bit_exact_with_engine(name: str, size: int, cfg: dict) -> None:

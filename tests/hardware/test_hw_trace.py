@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
 
+import dynabit.config.quant as config
+import dynabit.quant as quant
 from dynabit.config.hardware import HardwareConfig
 from dynabit.hardware.simulator import simulate
-
-quant = pytest.importorskip("dynabit.quant")
-config = pytest.importorskip("dynabit.config.quant")
 
 
 def test_trace_a_prepared_model():
@@ -28,12 +26,9 @@ def test_trace_a_prepared_model():
         nn.Flatten(1),
         nn.Linear(32 * 8 * 8, 10),
     )
-    try:
-        model = quant.prepare(model, config.QuantConfig(hardware=hw))
-        x = torch.rand(12, 1, 8, 8)
-        quant.calibrate(model, [x[:6]])
-    except Exception as e:  # the quantization stack is developed alongside; skip if it moved
-        pytest.skip(f"dynabit.quant not usable here: {e}")
+    model = quant.prepare(model, config.QuantConfig(hardware=hw))
+    x = torch.rand(12, 1, 8, 8)
+    quant.calibrate(model, [x[:6]])
     shapes, masks = trace_model(model, x, hw, batch_size=5)
     dyn = [s for s in shapes if s.dynamic]
     assert dyn and set(masks) == {s.name for s in dyn}

@@ -17,6 +17,9 @@ from typing import Annotated, Any
 
 import typer
 
+from dynabit.cli.demo import register as register_demo
+from dynabit.cli.engine import register as register_engine
+from dynabit.cli.rtl import register as register_rtl
 from dynabit.cli.simulate import register as register_simulate
 from dynabit.config.io import ConfigError
 from dynabit.config.run import RunConfig, load_run_config
@@ -202,6 +205,9 @@ def format_eval(res: dict[str, Any]) -> list[str]:
 
 # Subcommands of the other stages live in their own modules.
 register_simulate(app)
+register_demo(app)
+register_rtl(app)
+register_engine(app)
 
 COMMANDS: dict[str, Callable[..., None]] = {"train": train, "eval": eval_}
 

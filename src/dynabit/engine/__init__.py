@@ -2,7 +2,8 @@
 run it with integer arithmetic only, skipping the low pass of unrefined groups.
 
 Entry points: :func:`lower`, :func:`save_program` / :func:`load_program`, :class:`Executor` /
-:func:`run_program`, :func:`evaluate_program`, :func:`with_refine_ratio`.
+:func:`run_program`, :func:`evaluate_program`, :func:`check_parity`,
+:func:`with_refine_ratio`, :func:`lower_checkpoint`.
 """
 
 from dynabit.engine.evaluate import (
@@ -14,6 +15,7 @@ from dynabit.engine.evaluate import (
 )
 from dynabit.engine.execute import EngineError, EngineResult, Executor, run_program
 from dynabit.engine.lower import lower
+from dynabit.engine.parity import ParityReport, check_parity
 from dynabit.engine.program import (
     PROGRAM_FORMAT,
     PROGRAM_VERSION,
@@ -37,10 +39,12 @@ __all__ = [
     "IntegerProgram",
     "LayerTrace",
     "Op",
+    "ParityReport",
     "ProgramEval",
     "ProgramFormatError",
     "TensorInfo",
     "UnsupportedLayerError",
+    "check_parity",
     "evaluate_program",
     "layer_bits",
     "load_program",

@@ -40,11 +40,16 @@ class ProgramEval:
 
 
 def layer_bits(program: IntegerProgram) -> dict[str, tuple[int, int]]:
-    """``name -> (B_hi, B_lo)`` of the program's dynamic layers."""
-    return {
-        op.name: (int(op.attrs["bits"]) - int(op.attrs["lo_bits"]), int(op.attrs["lo_bits"]))
-        for op in program.dynamic_ops()
-    }
+    """``name -> (B_hi, B_lo)`` of the layers ``B_avg`` covers: the dynamic ones, and the
+    static ones of the uniform baseline (``(bits, 0)``)."""
+    out = {}
+    for op in program.layer_ops():
+        a = op.attrs
+        if a["dynamic"]:
+            out[op.name] = (int(a["bits"]) - int(a["lo_bits"]), int(a["lo_bits"]))
+        elif a.get("in_budget", False):
+            out[op.name] = (int(a["bits"]), 0)
+    return out
 
 
 def evaluate_program(

@@ -210,7 +210,9 @@ class _Layer:
         if not self.dynamic:
             acc = self.matmul(cols) + bias
             macs = torch.full((n,), self.dense_macs, dtype=I64)
-            return self.as_map(acc, n), LayerTrace.static(self.name, macs, self.dense_macs)
+            elems = self.cout * self.pixels
+            trace = LayerTrace.static(self.name, macs, self.dense_macs, elems)
+            return self.as_map(acc, n), trace
         acc = self.matmul(self.split(cols)[0]) + bias  # high pass: every group
         if self.decision == "output":
             values = self.as_map(acc, n) * self.score_mult.to(I64).view(1, -1, 1, 1)

@@ -81,7 +81,15 @@ class _Lowering:
         self.tensors[name] = TensorInfo(shape, kind, scale.detach().double().reshape(-1).clone())
         return name
 
-    def emit(self, kind: str, name: str, inputs: list[str], output: str, attrs=None, params=None):
+    def emit(
+        self,
+        kind: str,
+        name: str,
+        inputs: list[str],
+        output: str,
+        attrs: dict[str, Any] | None = None,
+        params: dict[str, torch.Tensor] | None = None,
+    ) -> str:
         self.ops.append(Op(kind, name, inputs, output, attrs or {}, params or {}))
         return output
 
@@ -132,7 +140,7 @@ class _Lowering:
         if isinstance(m, nn.MaxPool2d):
             out = self.new_tensor(node.name, out_shape, info.kind, info.scale)
 
-            def pair(v):
+            def pair(v: int | tuple[int, ...]) -> list[int]:
                 return [int(v), int(v)] if isinstance(v, int) else [int(a) for a in v]
 
             attrs = {
@@ -174,6 +182,8 @@ class _Lowering:
             "bits": int(m.act_quant.bits),
             "signed": bool(m.act_quant.signed),
             "weight_bits": int(cfg.weight_bits),
+            # counted in B_avg: dynamic layers, and static ones of the uniform baseline
+            "in_budget": bool(m.dynamic or getattr(m, "in_budget", False)),
         }
         if kind == "conv2d":
             attrs.update(

@@ -56,6 +56,7 @@ class TensorInfo:
     scale: torch.Tensor  # float64, (C,) along dim 1, or (1,)
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON description (the scale is stored as a tensor)."""
         return {"shape": list(self.shape), "kind": self.kind}
 
 
@@ -71,6 +72,7 @@ class Op:
     params: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON description; parameters as ``[dtype, shape]`` (stored as tensors)."""
         return {
             "kind": self.kind,
             "name": self.name,
@@ -112,6 +114,7 @@ class IntegerProgram:
         return copy.deepcopy(self)
 
     def to_json(self) -> dict[str, Any]:
+        """The JSON description written into the file header."""
         return {
             "input": self.input,
             "output": self.output,

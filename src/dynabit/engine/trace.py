@@ -50,15 +50,19 @@ class LayerTrace:
     acc: torch.Tensor | None = None  # output accumulators (only with keep=True)
 
     @classmethod
-    def static(cls, name: str, macs: torch.Tensor, dense: int) -> LayerTrace:
+    def static(cls, name: str, macs: torch.Tensor, dense: int, elements: int = 0) -> LayerTrace:
+        """The trace of a static (single-pass) layer with ``elements`` outputs per sample."""
         zeros = torch.zeros_like(macs)
-        return cls(name, False, None, None, macs, zeros, zeros.clone(), dense)
+        full = torch.full_like(macs, elements)
+        return cls(name, False, None, None, macs, zeros, zeros.clone(), dense, elements, full)
 
     @property
     def samples(self) -> int:
+        """Samples traced."""
         return int(self.macs_hi.shape[0])
 
     def to_json(self) -> dict[str, Any]:
+        """The per-layer JSON metadata of a saved trace."""
         return {
             "dynamic": self.dynamic,
             "decision": self.decision,
@@ -80,6 +84,7 @@ class EngineTrace:
     samples: int = 0
 
     def layer(self, name: str) -> LayerTrace:
+        """The trace of the layer called ``name``."""
         for lt in self.layers:
             if lt.name == name:
                 return lt
@@ -113,20 +118,24 @@ class EngineTrace:
         return cls(layers, sum(t.samples for t in traces))
 
     def budget(self, bits: dict[str, tuple[int, int]]) -> dict[str, Any]:
-        """Measured ``B_avg`` (MAC- and element-weighted) and refine ratios of the dynamic
-        layers, as :func:`dynabit.quant.model_stats` defines them. ``bits`` maps a layer name
-        to ``(B_hi, B_lo)``."""
+        """Measured ``B_avg`` (MAC- and element-weighted) and refine ratios of the layers in
+        ``bits`` (name -> ``(B_hi, B_lo)``, see :func:`dynabit.engine.layer_bits`), as
+        :func:`dynabit.quant.model_stats` defines them: a static layer in the budget (the uniform
+        baseline) counts at its bits, ratio 1."""
         per_layer = {}
         num_m = den_m = num_e = den_e = ref_m = 0.0
         for lt in self.layers:
-            if not lt.dynamic:
+            if lt.name not in bits:
                 continue
             hi, lo = bits[lt.name]
             macs = float(lt.macs_dense) * lt.samples
             elems = float(lt.elements) * lt.samples
-            r_m = float(lt.macs_lo_refined.sum()) / macs if macs else float("nan")
-            assert lt.refined_elements is not None
-            r_e = float(lt.refined_elements.sum()) / elems if elems else float("nan")
+            if lt.dynamic:
+                r_m = float(lt.macs_lo_refined.sum()) / macs if macs else float("nan")
+                assert lt.refined_elements is not None
+                r_e = float(lt.refined_elements.sum()) / elems if elems else float("nan")
+            else:
+                r_m = r_e = 1.0
             per_layer[lt.name] = {
                 "ratio_macs": r_m,
                 "ratio_elements": r_e,

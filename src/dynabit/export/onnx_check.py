@@ -32,6 +32,7 @@ class OnnxCheck:
         return self.same_predictions == self.samples and self.max_diff_steps <= 1.0
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON, with ``ok``."""
         return {**asdict(self), "ok": self.ok}
 
 

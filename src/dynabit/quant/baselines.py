@@ -12,37 +12,52 @@ user did not give (:data:`~dynabit.config.quant.METHOD_PRESETS`):
   thresholds fixed by calibration to the target ratio;
 - ``dynabit``: hardware-shaped blocks and groups, trainable per-block thresholds and bounds.
 
-Variants of dynabit (``dynabit-mean``, ``dynabit-input``, ...) are named field changes, listed
-in :data:`VARIANTS`. See ``docs/baselines.md`` for the mapping onto the papers.
+Variants (``dynabit-mean``, ``dynabit-midpoint-enforce``, ``pg-midpoint``, ...) are a dynamic
+method plus named field changes from :data:`SWITCHES`. See ``docs/baselines.md`` for the
+mapping onto the papers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+
+import torch
+from torch import nn
 
 from dynabit.config.quant import METHOD_PRESETS, QuantConfig
 
 METHODS: tuple[str, ...] = tuple(METHOD_PRESETS)
 
-# dynabit's own switches, each against the default (max score, output-directed, bounds only in
-# training, plain truncation, blocks and groups from the default 16 x 16 array).
-VARIANTS: dict[str, dict[str, Any]] = {
-    "dynabit-mean": {"score": "mean"},
-    "dynabit-input": {"decision": "input"},
-    "dynabit-enforce": {"enforce_bounds": True},
-    "dynabit-midpoint": {"midpoint": True},
-    "dynabit-hw8x8": {"hardware": {"rows": 8, "cols": 8}},
+# Named switches, each against the default (max score, output-directed, bounds only in training,
+# plain truncation, blocks and groups from the default 16 x 16 array). A variant is a dynamic
+# method and switches joined by "-": "dynabit-mean", "dynabit-midpoint-enforce", "pg-midpoint".
+SWITCHES: dict[str, dict[str, Any]] = {
+    "mean": {"score": "mean"},
+    "input": {"decision": "input"},
+    "enforce": {"enforce_bounds": True},
+    "midpoint": {"midpoint": True},
+    "hw8x8": {"hardware": {"rows": 8, "cols": 8}},
 }
+DYNAMIC_METHODS: tuple[str, ...] = ("dynabit", "pg", "drq")
+VARIANTS: tuple[str, ...] = tuple(f"dynabit-{s}" for s in SWITCHES)
 
 
 def split_method(name: str) -> tuple[str, dict[str, Any]]:
     """``"dynabit-mean"`` -> ``("dynabit", {"score": "mean"})``; a plain method has no fields."""
     if name in METHODS:
         return name, {}
-    if name in VARIANTS:
-        return name.split("-", 1)[0], dict(VARIANTS[name])
-    allowed = ", ".join([*METHODS, *VARIANTS])
-    raise ValueError(f"unknown method {name!r}; allowed: {allowed}")
+    base, *switches = name.split("-")
+    if base not in DYNAMIC_METHODS or not switches or any(s not in SWITCHES for s in switches):
+        raise ValueError(
+            f"unknown method {name!r}; allowed: {', '.join(METHODS)}, or one of "
+            f"{', '.join(DYNAMIC_METHODS)} followed by switches -{', -'.join(SWITCHES)} "
+            "(e.g. dynabit-midpoint)"
+        )
+    fields: dict[str, Any] = {}
+    for s in switches:
+        fields.update(SWITCHES[s])
+    return base, fields
 
 
 def quantizes(method: str) -> bool:
@@ -91,3 +106,32 @@ def describe(cfg: QuantConfig, layer: str = "layer") -> str:
         + (", bounds enforced" if lc.enforce_bounds else "")
         + (", mid-point" if lc.midpoint else "")
     )
+
+
+@torch.no_grad()
+def recalibrate_thresholds(
+    model: nn.Module, batches: Iterable[object], ratio: float | None = None
+) -> None:
+    """Set every block threshold again from score quantiles, leaving the scales as trained.
+
+    DRQ sets its fixed thresholds offline on the network it runs: after QAT with the thresholds
+    frozen at their initial calibration, this sets them on the fine-tuned network so each block
+    refines ``r*`` (or ``ratio``) again. Batches are tensors or ``(inputs, labels)`` pairs.
+    """
+    from dynabit.quant.budget import quant_layers, reset_stats
+    from dynabit.quant.calibrate import _as_inputs, _calibrate_thresholds
+
+    inputs = [_as_inputs(b) for b in batches]
+    if not inputs:
+        raise ValueError("recalibrate_thresholds() needs at least one batch")
+    layers = [m for _, m in quant_layers(model)]
+    was_training = model.training
+    model.eval()
+    try:
+        _calibrate_thresholds(model, inputs, ratio)
+    finally:
+        for m in layers:
+            m._calibrating = False
+            m._collected = None
+        model.train(was_training)
+        reset_stats(model)

@@ -91,6 +91,7 @@ class Analysis:
     output_producer: fx.Node | None = None  # the module node that computed its integers
 
     def module(self, node: fx.Node) -> nn.Module:
+        """The module a ``call_module`` node calls."""
         return self.gm.get_submodule(str(node.target))
 
 

@@ -285,7 +285,10 @@ class QuantLayerMixin:
         w = self.w_int.double()
         bias = self.bias_int.double()
         if not self.dynamic:
-            return self._frozen_out(codes, self._op(q, w, bias), x)
+            acc = self._op(q, w, bias)
+            if getattr(self, "in_budget", False):
+                self._account_static(acc)
+            return self._frozen_out(codes, acc, x)
         hi, lo = self._split(q)
         acc_hi = self._op(hi, w, bias)
         if self.qcfg.decision == "output":

@@ -11,6 +11,7 @@ frozen PyTorch layer, as an independent second reference.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from dynabit.rtl.program import LayerJob
+
+if TYPE_CHECKING:
+    from dynabit.engine import Op
 
 
 class UnsupportedForRtl(ValueError):
@@ -33,11 +37,10 @@ class Reference:
     source: str
 
 
-def _pair(v: object) -> tuple[int, int]:
+def _pair(v: Any) -> tuple[int, int]:
     if isinstance(v, int):
         return (v, v)
-    a, b = v  # type: ignore[misc]
-    return (int(a), int(b))
+    return (int(v[0]), int(v[1]))
 
 
 def im2col(
@@ -59,10 +62,9 @@ def im2col(
     return cols.reshape(n, -1, ho, wo).round().to(torch.int64).numpy()
 
 
-def job_from_op(op: object, codes: torch.Tensor) -> LayerJob:
+def job_from_op(op: Op, codes: torch.Tensor) -> LayerJob:
     """A job from an engine :class:`~dynabit.engine.Op` and the layer's input codes."""
-    a, prm = op.attrs, op.params  # type: ignore[attr-defined]
-    name = op.name  # type: ignore[attr-defined]
+    a, prm, name = op.attrs, op.params, op.name
     if not a.get("dynamic"):
         raise UnsupportedForRtl(f"{name}: a static layer (the RTL tile is the dynamic datapath)")
     problems = []
@@ -78,7 +80,7 @@ def job_from_op(op: object, codes: torch.Tensor) -> LayerJob:
         raise UnsupportedForRtl(f"{name}: the RTL tile does not implement " + ", ".join(problems))
     w = prm["weight"].to(torch.int64)
     c_out = int(w.shape[0])
-    if op.kind == "conv2d":  # type: ignore[attr-defined]
+    if op.kind == "conv2d":
         kernel = (int(w.shape[2]), int(w.shape[3]))
         stride, padding = _pair(a.get("stride", 1)), _pair(a.get("padding", 0))
         dilation = _pair(a.get("dilation", 1))

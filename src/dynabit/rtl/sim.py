@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from amaranth.sim import Simulator
+from amaranth.sim import Simulator, SimulatorContext
 
 from dynabit.rtl.program import TileProgram, unpack_lanes
 from dynabit.rtl.tile import Tile
@@ -55,7 +55,7 @@ def simulate(
     if p.dynamic:
         ports.append(("lo", dut.lo_rd_en, dut.lo_rd_addr, dut.lo_rd_data))
 
-    async def bench(ctx) -> None:  # noqa: ANN001 - amaranth's SimulatorContext
+    async def bench(ctx: SimulatorContext) -> None:
         ctx.set(dut.k_len, prog.k)
         ctx.set(dut.n_groups, prog.n_groups)
         ctx.set(dut.n_blocks, prog.n_blocks)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from dynabit.config.hardware import squarest_factors
 from dynabit.rtl.params import TileParams
 from dynabit.rtl.program import LayerJob, golden
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from dynabit.data import ImageDataset
 
 
 def group_scores(job: LayerJob) -> np.ndarray:
@@ -94,7 +101,7 @@ def train_small_cnn(
     cols: int = 4,
     score: str = "max",
     seed: int = 0,
-) -> tuple[object, object, float]:
+) -> tuple[nn.Module, ImageDataset, float]:
     """A small CNN trained on sklearn's 8x8 digits for an ``rows x cols`` array, converted.
 
     FP32 training for ``steps`` SGD steps, then ``prepare`` (groups and blocks from the
@@ -114,7 +121,7 @@ def train_small_cnn(
 
 def _train_small_cnn(
     steps: int, width: int, rows: int, cols: int, score: str, seed: int
-) -> tuple[object, object, float]:
+) -> tuple[nn.Module, ImageDataset, float]:
     import torch
     import torch.nn.functional as F
 

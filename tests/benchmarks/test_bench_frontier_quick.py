@@ -1,0 +1,96 @@
+"""The frontier benchmark: its full plan, and ``--quick`` end to end on digits."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "frontier.py"
+ROW_TYPES = {
+    "arch": str,
+    "method": str,
+    "budget": float,
+    "top1_mean": float,
+    "top1_std": float,
+    "b_avg": float,
+    "seeds": int,
+}
+
+
+@pytest.fixture(scope="module")
+def frontier():
+    spec = importlib.util.spec_from_file_location("frontier_bench", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    yield mod
+    sys.modules.pop(spec.name, None)
+
+
+def test_full_plan_covers_the_issue(frontier) -> None:
+    args = frontier.resolve(frontier.build_parser().parse_args([]))
+    assert Path(args.out_dir) == ROOT / "benchmarks" / "results"
+    points = frontier.plan(args)
+    assert {p.arch for p in points} == {"small_cnn", "resnet20"}
+    fp32 = [p for p in points if p.is_fp32]
+    assert len(fp32) == 2  # one FP32 model per architecture
+    for arch in ("small_cnn", "resnet20"):
+        for seed in (0, 1, 2):
+            have = {(p.method, p.budget) for p in points if p.arch == arch and p.seed == seed}
+            for m in ("dynabit", "pg", "drq"):
+                assert {(m, b) for b in (4.5, 5.0, 6.0)} <= have
+            assert {("uniform", float(b)) for b in (4, 5, 6, 8)} <= have
+    # Every point's config validates: same recipe, QAT warm-started from the arch's FP32 run.
+    for p in points:
+        cfg = frontier.run_config(args, p)
+        assert cfg.train.dataset == "fashion-mnist" and cfg.train.quantize == (not p.is_fp32)
+        if not p.is_fp32:
+            assert cfg.train.init_from.endswith(f"{p.arch}/fp32")
+            assert (cfg.train.lr, cfg.train.epochs, cfg.train.batch_size) == (0.005, 5, 128)
+            assert cfg.quant.method == p.method.split("-")[0]
+    quick = frontier.resolve(frontier.build_parser().parse_args(["--quick"]))
+    assert quick.dataset == "digits" and "benchmarks" not in quick.out_dir
+
+
+def test_quick_runs_end_to_end_and_resumes(frontier, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "out"
+    argv = ["--quick", "--run-root", str(tmp_path / "runs"), "--out-dir", str(out)]
+    report = frontier.main(argv)
+    data = json.loads((out / "frontier.json").read_text())
+    assert data == json.loads(json.dumps(report))
+    assert data["command"].startswith("python benchmarks/frontier.py --quick")
+    assert data["complete"] and data["points_done"] == data["points_total"]
+    rows = data["rows"]
+    for row in rows:
+        for key, typ in ROW_TYPES.items():
+            assert isinstance(row[key], typ), (key, row)
+        assert row["method"].split("-")[0] in {"fp32", "uniform", "pg", "drq", "dynabit"}
+        assert 0.0 <= row["top1_mean"] <= 100.0 and row["seeds"] == 1
+        assert row["bops"] > 0 and row["macs"] > 0
+    for arch in ("small_cnn", "resnet20"):
+        methods = {r["method"] for r in rows if r["arch"] == arch}
+        assert {"fp32", "uniform", "pg", "drq", "dynabit"} <= methods
+        for r in rows:
+            if r["arch"] == arch and r["method"] == "uniform":
+                assert r["b_avg"] == r["budget"]  # uniform W8A<b> measures exactly b bits
+            elif r["arch"] == arch and r["method"] != "fp32":
+                assert 4.0 <= r["b_avg"] <= 8.0 and r["refine_ratio"] is not None
+        png = (out / f"frontier_{arch}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    drq = json.loads((tmp_path / "runs/resnet20/drq-b5/seed0/result.json").read_text())
+    assert set(drq["as_trained"]) == {"top1", "b_avg"}  # DRQ thresholds set again after QAT
+    assert (tmp_path / "runs/resnet20/drq-b5/seed0/recalibrated.safetensors").is_file()
+    md = (out / "frontier.md").read_text()
+    assert "| arch | method | budget |" in md and "Targets at B_target = 5" in md
+    assert any(c["method"] == "dynabit" for c in data["checks"])
+
+    # A second launch finds every point finished and trains nothing.
+    def no_training(*_args, **_kw):
+        raise AssertionError("a finished point was trained again")
+
+    monkeypatch.setattr(frontier, "run_point", no_training)
+    again = frontier.main(argv)
+    assert again["rows"] == data["rows"]
