@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,13 +14,9 @@ import torch.nn.functional as F
 from dynabit.config import QuantConfig
 from dynabit.data import load_dataset
 from dynabit.engine import Executor, lower
+from dynabit.export import OnnxExportError, check_onnx, export_onnx, program_to_onnx
 from dynabit.models import build_model
 from dynabit.quant import calibrate, convert, prepare
-
-onnx = pytest.importorskip("onnx")
-ort = pytest.importorskip("onnxruntime")
-
-from dynabit.export import OnnxExportError, check_onnx, export_onnx, program_to_onnx  # noqa: E402
 
 HW = {"rows": 4, "cols": 8}
 

