@@ -7,7 +7,7 @@ FMNIST := /usr/share/datasets/fashion-mnist
 .PHONY: demo test install install-test data lint bench
 
 demo: install data
-	$(PYTHON) -m dynabit.cli.main demo
+	$(PYTHON) -m dynabit demo
 
 test: install-test data
 	$(PYTHON) -m pytest

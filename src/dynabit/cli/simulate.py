@@ -3,9 +3,10 @@
 Wire it into the main app with ``register(app)``. Layer shapes come from a named network
 (``--network``) or a JSON file written by ``dynabit.hardware.save_shapes`` (``--shapes``);
 masks are synthetic at ``--ratio`` or read from an ``.npz`` written by
-``dynabit.hardware.save_masks`` (``--masks``). Running a checkpoint or an integer program
-directly is not available yet: ``dynabit.hardware.trace_model(model, images, hw)`` gives the
-shapes and masks of a prepared model, which those two functions write.
+``dynabit.hardware.save_masks`` (``--masks``). With ``--checkpoint`` (a trained quantized run)
+or ``--program`` (an integer program file) the shapes and the masks come from the decisions
+that the first ``--images`` test images of the dataset really produced, in the model or in
+the integer engine.
 """
 
 from __future__ import annotations
@@ -64,6 +65,17 @@ def simulate_command(
     ] = True,
     out: Annotated[Path | None, typer.Option(help="Folder for the reports.")] = None,
     formats: Annotated[str, typer.Option(help="Comma list of json,csv,md.")] = "json,csv,md",
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Trained quantized run/checkpoint: real masks.")
+    ] = None,
+    program: Annotated[
+        Path | None, typer.Option(help="Integer program file: masks from the engine.")
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="Dataset of the images (default: the model's).")
+    ] = None,
+    data_dir: Annotated[str | None, typer.Option(help="Directory of the dataset.")] = None,
+    images: Annotated[int, typer.Option(min=1, help="Test images for real masks.")] = 64,
 ) -> None:
     """Simulate a network with real or synthetic masks and compare it with the baselines."""
     from dynabit.config.hardware import HardwareConfig
@@ -100,8 +112,14 @@ def simulate_command(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
 
+    if checkpoint is not None and program is not None:
+        raise typer.BadParameter("give --checkpoint or --program, not both")
+    real = checkpoint or program
     try:
-        if shapes_file is not None:
+        if real is not None:
+            shapes, masks, hw = _real_masks(checkpoint, program, dataset, data_dir, images, hw)
+            ratio = mask_ratio(shapes, masks)
+        elif shapes_file is not None:
             shapes = load_shapes(shapes_file)
         else:
             shapes = network_shapes(
@@ -111,16 +129,16 @@ def simulate_command(
                 group=_parse_group(group),  # type: ignore[arg-type]
                 decision=decision,  # type: ignore[arg-type]
             )
-        if masks_file is not None:
+        if real is None and masks_file is not None:
             masks = load_masks(masks_file)
             ratio = mask_ratio(shapes, masks)  # baselines on the real masks' budget
-        else:
+        elif real is None:
             masks = synthetic_masks(shapes, ratio, samples, seed)
         n = next(iter(masks.values())).shape[0] if masks else samples
         elem = synthetic_masks(shapes, ratio, n, seed + 1, kind="element") if element else None
         reg = synthetic_masks(shapes, ratio, n, seed + 2, kind="region") if region else None
         result = compare(shapes, masks, hw, element_masks=elem, region_masks=reg)
-    except (ValueError, KeyError, OSError) as e:
+    except (ValueError, KeyError, OSError, _user_errors()) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
 
@@ -131,6 +149,43 @@ def simulate_command(
         for fmt in wanted:
             writers[fmt](result, out / f"simulate.{fmt}")
         typer.echo(f"wrote {', '.join(f'simulate.{f}' for f in wanted)} to {out}")
+
+
+def _user_errors() -> type[Exception]:
+    from dynabit.train import CheckpointError
+
+    return CheckpointError
+
+
+def _real_masks(checkpoint, program, dataset, data_dir, images, hw):  # noqa: ANN001, ANN202
+    """Shapes, real masks and the model's own array geometry (only the dataflow may differ)."""
+    from dynabit.config.hardware import HardwareConfig
+    from dynabit.data import load_dataset
+
+    if checkpoint is not None:
+        from dynabit.hardware import trace_model
+        from dynabit.train import load_model
+
+        model, cfg, _ = load_model(checkpoint)
+        if not cfg.train.quantize:
+            raise ValueError(f"{checkpoint} is an FP32 run: it has no decisions to simulate")
+        hw = cfg.quant.hardware.model_copy(update={"dataflow": hw.dataflow})
+        name, ddir = dataset or cfg.train.dataset, data_dir or cfg.train.data_dir
+        x = load_dataset(name, "test", ddir, images).images
+        shapes, masks = trace_model(model, x, hw)
+        return shapes, masks, hw
+    from dynabit.engine import Executor, load_program
+    from dynabit.hardware.engine_trace import program_shapes, trace_masks
+
+    prog = load_program(program)
+    if "hardware" in prog.meta:
+        hw = HardwareConfig(**{**prog.meta["hardware"], "dataflow": hw.dataflow})
+    name = dataset or prog.meta.get("dataset")
+    if name is None:
+        raise ValueError(f"{program} records no dataset: pass --dataset")
+    x = load_dataset(name, "test", data_dir or prog.meta.get("data_dir"), images).images
+    result = Executor(prog)(x)
+    return program_shapes(prog, hw), trace_masks(result.trace), hw
 
 
 def register(app: typer.Typer) -> None:

@@ -111,5 +111,10 @@ def lower_checkpoint(path: str | Path) -> IntegerProgram:
     program = lower(
         convert(model, strict=True), (info.in_channels, info.image_size, info.image_size)
     )
-    program.meta.update(checkpoint=str(ck), dataset=cfg.train.dataset, data_dir=cfg.train.data_dir)
+    program.meta.update(
+        checkpoint=str(ck),
+        dataset=cfg.train.dataset,
+        data_dir=cfg.train.data_dir,
+        hardware=cfg.quant.hardware.model_dump(mode="json"),
+    )
     return program
