@@ -37,7 +37,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _cycles(out: Path) -> float:
-    return json.loads((out / "simulate.json").read_text())["totals"]["dynamic"]["cycles"]
+    return json.loads((out / "simulate.json").read_text())["runs"]["dynamic"]["summary"]["cycles"]
 
 
 def test_checkpoint_and_program_give_the_same_cycles(run_dir: Path, tmp_path: Path) -> None:

@@ -62,8 +62,13 @@ def init_distributed(backend: str = "gloo") -> DistEnv:
 
 
 def shutdown(env: DistEnv) -> None:
-    """Destroy the process group if :func:`init_distributed` created it."""
+    """Destroy the process group if :func:`init_distributed` created it.
+
+    All ranks meet at a barrier first: a gloo rank that tears its connections down while a
+    peer still uses them can abort the peer ("terminate called without an active exception").
+    """
     if env.owns_group and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
