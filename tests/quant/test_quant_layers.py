@@ -171,3 +171,35 @@ def test_feature_map_smaller_than_group() -> None:
     with torch.no_grad():
         assert pm(x).shape == (3, 16, 2, 3)
     assert model_stats(pm).layers["1"].elements == 3 * 16 * 2 * 3
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 6, 6), (2, 4, 6), (4, 6, 6)])
+def test_wrong_input_shape_names_the_layer(small_hw_config, shape) -> None:
+    pm, _ = _single_conv(small_hw_config)
+    calibrate(pm, [torch.randn(2, 4, 6, 6)])
+    with pytest.raises(ValueError, match=r"layer '1' expects \(N, C, H, W\) with C=4"):
+        pm(torch.randn(*shape))
+
+
+def test_nan_in_calibration_data_is_refused(small_hw_config) -> None:
+    pm, _ = _single_conv(small_hw_config)
+    x = torch.randn(2, 4, 6, 6)
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        calibrate(pm, [x])
+
+
+def test_batch_of_one_and_linear_with_extra_dims(small_hw_config) -> None:
+    pm, _ = _single_conv(small_hw_config)
+    calibrate(pm, [torch.randn(3, 4, 6, 6)])
+    pm.eval()
+    with torch.no_grad():
+        assert pm(torch.randn(1, 4, 6, 6)).shape == (1, 16, 6, 6)
+    lin = prepare(
+        nn.Sequential(nn.ReLU(), nn.Linear(8, 16)),
+        small_hw_config.model_copy(update={"keep_first_last": False}),
+    )
+    calibrate(lin, [torch.randn(5, 8)])
+    lin.eval()
+    with torch.no_grad():
+        assert lin(torch.randn(2, 3, 8)).shape == (2, 3, 16)

@@ -126,6 +126,17 @@ class QuantLayerMixin:
         """Multiply-accumulates behind one output element."""
         raise NotImplementedError
 
+    def _check_input(self, x: torch.Tensor) -> None:
+        """Refuse inputs of the wrong rank or channel count with the layer's name."""
+        want = 4 if isinstance(self, nn.Conv2d) else 2
+        channels_dim = 1 if want == 4 else -1
+        if x.dim() != want or x.shape[channels_dim] != self.in_channels:
+            layout = "(N, C, H, W)" if want == 4 else "(N, features)"
+            raise ValueError(
+                f"layer {self.layer_name!r} expects {layout} with C={self.in_channels}, "
+                f"got shape {tuple(x.shape)}"
+            )
+
     def _grid(self, m: torch.Tensor) -> Grid:
         _, c, h, w = m.shape
         self._last_map_shape = (c, h, w)
@@ -138,6 +149,7 @@ class QuantLayerMixin:
 
     # ----------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
         aq = self.act_quant
         if aq.observing:
             aq.observe(x)
