@@ -4,12 +4,12 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: demo test install install-test data lint bench
+.PHONY: demo test install install-test data browser lint bench
 
 demo: install data
 	$(PYTHON) -m dynabit demo
 
-test: install-test data
+test: install-test data browser
 	$(PYTHON) -m pytest
 
 install:
@@ -26,6 +26,14 @@ data:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) \
 	      || echo "note: could not install dataset-fashion-mnist"; \
 	  else echo "note: $(FMNIST) missing; run 'sudo apt-get install dataset-fashion-mnist'"; fi; \
+	fi
+
+# The report test opens the HTML report in Debian's headless Chromium.
+browser:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "note: chromium missing; run 'sudo apt-get install chromium'"; fi; \
 	fi
 
 lint:

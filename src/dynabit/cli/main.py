@@ -19,6 +19,7 @@ import typer
 
 from dynabit.cli.demo import register as register_demo
 from dynabit.cli.engine import register as register_engine
+from dynabit.cli.report import register as register_report
 from dynabit.cli.rtl import register as register_rtl
 from dynabit.cli.simulate import register as register_simulate
 from dynabit.config.io import ConfigError
@@ -206,6 +207,7 @@ def format_eval(res: dict[str, Any]) -> list[str]:
 # Subcommands of the other stages live in their own modules.
 register_simulate(app)
 register_demo(app)
+register_report(app)
 register_rtl(app)
 register_engine(app)
 

@@ -1,0 +1,28 @@
+"""A tiny demo run shared by the report tests (digits, one epoch each, four steps)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dynabit.demo import DemoOptions, run_demo
+from dynabit.reports import write_report
+
+
+@pytest.fixture(scope="session")
+def report_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``(run_dir, report.html)`` of a tiny demo run."""
+    torch.set_num_threads(1)
+    run = tmp_path_factory.mktemp("report") / "demo"
+    run_demo(
+        DemoOptions(
+            run_dir=run,
+            dataset="digits",
+            fp32_epochs=1,
+            qat_epochs=1,
+            max_steps_per_epoch=4,
+            sim_samples=16,
+            progress=False,
+        )
+    )
+    return run, write_report(run, samples=4, eval_subset=128)
