@@ -35,7 +35,11 @@ def threshold_for_ratio(
     s, cum = flat[order], torch.cumsum(w[order], 0)
     # k: how many of the highest scores to refine so their weight is closest to the target.
     target = ratio * float(cum[-1])
-    k = int(torch.argmin((torch.cat([cum.new_zeros(1), cum]) - target).abs()))
+    err = (torch.cat([cum.new_zeros(1), cum]) - target).abs()
+    # Only cuts between distinct scores are realisable: tied scores refine together.
+    cut = torch.ones_like(err, dtype=torch.bool)
+    cut[1:-1] = s[:-1] > s[1:]
+    k = int(torch.argmin(torch.where(cut, err, torch.inf)))
     if k <= 0:
         return float(s[0])
     if k >= s.numel():
