@@ -1,5 +1,10 @@
 """Our own models (torchvision is not usable here): made only of modules, BN after its conv."""
 
+from dynabit.models.efficientnet_lite import (
+    EfficientNetLite,
+    efficientnet_lite0,
+    load_efficientnet_lite0_pretrained,
+)
 from dynabit.models.layers import Add, ConvBNReLU, init_weights
 from dynabit.models.registry import DEFAULT_WIDTHS, MODEL_NAMES, build_model
 from dynabit.models.resnet import BasicBlock, ResNet, resnet18, resnet20
@@ -11,10 +16,13 @@ __all__ = [
     "Add",
     "BasicBlock",
     "ConvBNReLU",
+    "EfficientNetLite",
     "ResNet",
     "SmallCNN",
     "build_model",
+    "efficientnet_lite0",
     "init_weights",
+    "load_efficientnet_lite0_pretrained",
     "resnet18",
     "resnet20",
 ]
