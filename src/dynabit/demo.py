@@ -123,7 +123,7 @@ def check_parity(qat_run: Path, dataset: str, opts: DemoOptions) -> dict[str, An
     model, cfg, _ = load_model(qat_run)
     frozen = convert(model, strict=True)
     test = load_dataset(dataset, "test", cfg.train.data_dir, opts.test_subset)
-    report = engine_parity(frozen, test.images, test.labels)
+    report = engine_parity(frozen, test.images, test.labels, progress=opts.progress)
     return {**report.to_dict(), "parity": report.ok}
 
 

@@ -22,6 +22,7 @@ from dynabit.cli.engine import register as register_engine
 from dynabit.cli.report import register as register_report
 from dynabit.cli.rtl import register as register_rtl
 from dynabit.cli.simulate import register as register_simulate
+from dynabit.cli.sweep import register as register_sweep
 from dynabit.config.io import ConfigError
 from dynabit.config.run import RunConfig, load_run_config
 
@@ -208,6 +209,7 @@ def format_eval(res: dict[str, Any]) -> list[str]:
 register_simulate(app)
 register_demo(app)
 register_report(app)
+register_sweep(app)
 register_rtl(app)
 register_engine(app)
 

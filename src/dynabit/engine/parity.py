@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from dynabit.engine.execute import Executor
 from dynabit.engine.lower import lower
@@ -43,6 +44,7 @@ def check_parity(
     labels: torch.Tensor | None = None,
     program: IntegerProgram | None = None,
     batch_size: int = 500,
+    progress: bool = False,
 ) -> ParityReport:
     """Run the converted ``model`` (eval mode) and its integer program on ``images`` and count
     every layer's differing input codes, accumulators and group decisions, and the differing
@@ -53,7 +55,8 @@ def check_parity(
     model.eval()
     per_layer: dict[str, int] = {}
     logits_bad = model_correct = engine_correct = 0
-    for start in range(0, images.shape[0], batch_size):
+    starts = range(0, images.shape[0], batch_size)
+    for start in tqdm(starts, desc="parity", unit="batch", disable=not progress, leave=False):
         x = images[start : start + batch_size]
         with record_integers(model) as ints, record_decisions(model) as masks:
             out = model(x)

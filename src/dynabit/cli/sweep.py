@@ -1,0 +1,34 @@
+"""``dynabit sweep``: train a grid of configs in parallel processes and collect one table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``sweep`` command to ``app``."""
+
+    @app.command()
+    def sweep(
+        config: Annotated[Path, typer.Argument(help="Sweep file: base config and grid.")],
+        out: Annotated[Path, typer.Option("--out", "-o", help="Sweep directory.")] = Path(
+            "runs/sweep"
+        ),
+        workers: Annotated[int, typer.Option(min=1, help="Points trained at once.")] = 2,
+    ) -> None:
+        """Train every grid point (resuming finished ones) and print the table."""
+        from dynabit.cli.main import user_errors
+        from dynabit.sweep import load_sweep, run_sweep, to_markdown
+
+        with user_errors():
+            spec = load_sweep(config)
+
+            def done(name: str, row: dict) -> None:
+                typer.echo(f"done {name}: top-1 {row['top1']:.2f} %")
+
+            rows = run_sweep(spec, out, workers, on_point=done)
+        typer.echo("\n" + to_markdown(rows, list(spec.grid)))
+        typer.echo(f"table: {out / 'sweep.json'}, {out / 'sweep.md'}")
