@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from digits_fixtures import fp32_digits_cnn
 from torch import nn
 
 from dynabit.config import QuantConfig
-from dynabit.data import load_dataset
 from dynabit.engine import (
     Executor,
     UnsupportedLayerError,
@@ -80,17 +80,8 @@ def test_models_engine_equals_frozen_model(name, size, decision, score) -> None:
 
 def _digits_cnn() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """A small CNN trained on sklearn's digits: FP32, calibration, a little QAT."""
-    torch.manual_seed(0)
-    train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
-    model = build_model("small_cnn", 1, 10, 8, width=8)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    for _ in range(3):
-        for idx in torch.randperm(len(train)).split(64):
-            loss = F.cross_entropy(model(train.images[idx]), train.labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    pm = prepare(model.eval(), QuantConfig(hardware=HW, budget=5.0))
+    model, train, test = fp32_digits_cnn()
+    pm = prepare(model, QuantConfig(hardware=HW, budget=5.0))
     calibrate(pm, [train.images[:256]])
     opt = torch.optim.SGD(pm.parameters(), lr=0.01, momentum=0.9)
     pm.train()

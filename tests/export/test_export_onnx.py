@@ -9,10 +9,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-import torch.nn.functional as F
+from digits_fixtures import fp32_digits_cnn
 
 from dynabit.config import QuantConfig
-from dynabit.data import load_dataset
 from dynabit.engine import Executor, lower
 from dynabit.export import OnnxExportError, check_onnx, export_onnx, program_to_onnx
 from dynabit.models import build_model
@@ -87,17 +86,8 @@ def test_quantize_linear_matches_the_model_input_quantization() -> None:
 
 
 def test_trained_digits_model_same_top1() -> None:
-    torch.manual_seed(0)
-    train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
-    model = build_model("small_cnn", 1, 10, 8, width=8)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    for _ in range(3):
-        for idx in torch.randperm(len(train)).split(64):
-            loss = F.cross_entropy(model(train.images[idx]), train.labels[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    pm = prepare(model.eval(), QuantConfig(hardware=HW, budget=5.0))
+    model, train, test = fp32_digits_cnn()
+    pm = prepare(model, QuantConfig(hardware=HW, budget=5.0))
     calibrate(pm, [train.images[:256]])
     fm = convert(pm, strict=True)
     program = lower(fm, (1, 8, 8))
