@@ -24,9 +24,12 @@ DRQ's thresholds stay fixed during QAT (at their calibration on the FP32 network
 again on the fine-tuned network before the evaluation, as DRQ sets them offline on the network
 it runs (``--no-recalibrate`` keeps them; ``result.json`` keeps both figures).
 
-The default run adds the ``dynabit-midpoint`` variant at every budget: on ResNet-20 plain
-truncation of the low bits biases every unrefined activation downward, and the residual adds
-accumulate it (see ``docs/baselines.md``).
+The default run adds, at the 5-bit budget, every gating method with the mid-point offset and
+the dual-precision scale fit (``dynabit-midpoint-dual``, ``pg-midpoint-dual``,
+``drq-midpoint-dual``): with plain truncation and a scale fitted to the 8-bit codes, an
+unrefined group computes with 4 bits at a scale chosen for 8 and a downward bias, which the
+residual adds of ResNet-20 accumulate (see ``docs/baselines.md``). Each dynabit variant is
+checked against the baselines with the same switches.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ import torch
 from dynabit.config.run import RunConfig, validate_run
 from dynabit.quant.baselines import describe, method_config, split_method
 from dynabit.quant.bops import count_macs, fp32_bops, model_bops
+from dynabit.train.interrupt import TrainingInterrupted
 from dynabit.utils.files import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,12 +142,17 @@ FULL = {
     "methods": ["dynabit", "pg", "drq"],
     "budgets": [4.5, 5.0, 6.0],
     "uniform_bits": [4, 5, 6, 8],
-    "variants": ["dynabit-midpoint"],
-    "variant_budgets": None,  # the budgets
+    # Every gating method again with the mid-point offset and the dual-precision scale fit
+    # (docs/baselines.md), at the headline budget: the same quantizer for all three.
+    "variants": ["dynabit-midpoint-dual", "pg-midpoint-dual", "drq-midpoint-dual"],
+    "variant_budgets": [5.0],
     "seeds": [0, 1, 2],
     "dataset": "fashion-mnist",
-    "fp32_epochs": 12,
-    "qat_epochs": 5,
+    # A recipe that fits a working session on two CPU cores (about 1.5 h with two workers):
+    # short FP32 training, then 200 QAT steps (about half an epoch) for every method alike.
+    "fp32_epochs": 6,
+    "qat_epochs": 1,
+    "max_steps": 200,
     "batch_size": 128,
     "calib_batches": 8,
     "run_root": "runs/frontier",
@@ -156,7 +165,6 @@ QUICK = {
     "seeds": [0],
     "dataset": "digits",
     "fp32_epochs": 3,
-    "qat_epochs": 1,
     "max_steps": 4,
     "batch_size": 64,
     "calib_batches": 2,
@@ -188,8 +196,9 @@ def plan(args: argparse.Namespace) -> list[Point]:
     points: list[Point] = []
     for arch in args.archs:
         points.append(Point(arch, "fp32", FP32_BITS, args.fp32_seed))
-    for arch in args.archs:
-        for seed in args.seeds:
+    # Seeds outermost: a stopped run has whole seeds of every architecture to report.
+    for seed in args.seeds:
+        for arch in args.archs:
             for bits in args.uniform_bits:
                 points.append(Point(arch, "uniform", float(bits), seed))
             for method in args.methods:
@@ -592,7 +601,10 @@ def checks(rows: list[dict[str, Any]], archs: list[str]) -> list[dict[str, Any]]
                         "pass": gap >= -W8A8_GAP,
                     }
                 )
+            suffix = name[len("dynabit") :]  # compare like with like: pg<suffix>, drq<suffix>
             for method, label in (("uniform", "uniform W8A5"), ("pg", "PG-style"), ("drq", "DRQ")):
+                if method != "uniform" and _row(rows, arch, method + suffix, b) is not None:
+                    method, label = method + suffix, label + suffix
                 other = _row(rows, arch, method, b)
                 if other is None:
                     continue
@@ -622,7 +634,8 @@ def markdown(args: argparse.Namespace, rows: list[dict], chk: list[dict], meta: 
         "# Accuracy/bit-width frontier",
         "",
         f"Dataset `{args.dataset}`; W8, activations 8 = 4 + 4 bits for the dynamic methods; "
-        f"FP32 {args.fp32_epochs} epochs, QAT {args.qat_epochs} epochs from it; "
+        f"FP32 {args.fp32_epochs} epochs, QAT {args.qat_epochs} epoch(s)"
+        f"{f' of at most {args.max_steps} steps' if args.max_steps else ''} from it; "
         f"{meta['points_done']}/{meta['points_total']} runs finished.",
         "",
         f"Command: `{meta['command']}`",
@@ -806,7 +819,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             args.threads,
         )
         return {"points": [p.key for p in points], "estimate_seconds": seconds}
-    failed = work(args, points, command)
+    try:
+        failed = work(args, points, command)
+    except TrainingInterrupted as e:  # the point stopped with a checkpoint; the rest wait
+        log.warning("%s; run the same command again to continue", e)
+        raise SystemExit(e.exit_code) from None
     report = json.loads((Path(args.out_dir) / "frontier.json").read_text())
     for r in report["rows"]:
         log.info(

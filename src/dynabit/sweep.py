@@ -19,9 +19,11 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import active_children, get_context
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dynabit.config.io import read_mapping, validate
 from dynabit.config.run import RunConfig, validate_run
+from dynabit.train.interrupt import TrainingInterrupted, stop_on_signals
 from dynabit.utils.files import atomic_write_text
 
 
@@ -99,28 +102,69 @@ def _train_point(cfg_data: dict[str, Any], run_dir: str) -> dict[str, Any]:
     return {"top1": final.top1, "b_avg": final.b_avg_macs, "run_dir": run_dir}
 
 
+def _stop_workers(pending: set[Future], signum: int) -> None:
+    """Cancel the points not started and pass the signal to the running ones, which
+    checkpoint and stop (a worker that already got it from the terminal ignores the copy)."""
+    for fut in pending:
+        fut.cancel()
+    for child in active_children():
+        os.kill(child.pid, signum)
+
+
 def run_sweep(
     sweep: SweepConfig,
     out_dir: str | Path,
     workers: int = 2,
     on_point: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train every point (``workers`` processes at a time) and write the table."""
+    """Train every point (``workers`` processes at a time) and write the table.
+
+    SIGINT/SIGTERM stop every running point at its next step with a checkpoint and raise
+    :class:`~dynabit.train.TrainingInterrupted`; running the sweep again resumes it.
+    """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     points = expand(sweep)
     rows: dict[str, dict[str, Any]] = {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+    signum = 0  # the signal that stops the sweep, once one arrives (here or in a worker)
+    with (
+        stop_on_signals("stopping every point at its next step, with a checkpoint") as stop,
+        ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool,
+    ):
         futures = {
-            name: (values, pool.submit(_train_point, cfg.model_dump(mode="json"), str(out / name)))
+            pool.submit(_train_point, cfg.model_dump(mode="json"), str(out / name)): (name, values)
             for name, values, cfg in points
         }
-        for name, (values, fut) in futures.items():
-            rows[name] = {"point": name, **values, **fut.result()}
-            if on_point is not None:
-                on_point(name, rows[name])
+        pending = set(futures)
+        forwarded = False
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for fut in done:
+                name, values = futures[fut]
+                if fut.cancelled():
+                    continue
+                try:
+                    rows[name] = {"point": name, **values, **fut.result()}
+                except TrainingInterrupted as e:
+                    signum = signum or e.signum
+                    continue
+                except BrokenProcessPool:  # an idle worker the stop signal ended
+                    if not (signum or stop):
+                        raise
+                    continue
+                if on_point is not None:
+                    on_point(name, rows[name])
+            if stop and not signum:
+                signum = stop.signum or 0
+            if signum and not forwarded:
+                _stop_workers(pending, signum)
+                forwarded = True
+    if signum:
+        raise TrainingInterrupted(
+            signum, f"sweep {out}: {len(rows)}/{len(points)} points finished, the others resume"
+        )
     table = [rows[name] for name, _, _ in points]
     atomic_write_text(out / "sweep.json", json.dumps({"rows": table}, indent=2) + "\n")
     atomic_write_text(out / "sweep.md", to_markdown(table, list(sweep.grid)))

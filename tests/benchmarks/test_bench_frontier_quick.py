@@ -49,7 +49,8 @@ def test_full_plan_covers_the_issue(frontier) -> None:
         assert cfg.train.dataset == "fashion-mnist" and cfg.train.quantize == (not p.is_fp32)
         if not p.is_fp32:
             assert cfg.train.init_from.endswith(f"{p.arch}/fp32")
-            assert (cfg.train.lr, cfg.train.epochs, cfg.train.batch_size) == (0.005, 5, 128)
+            t = cfg.train
+            assert (t.lr, t.epochs, t.max_steps_per_epoch, t.batch_size) == (0.005, 1, 200, 128)
             assert cfg.quant.method == p.method.split("-")[0]
     quick = frontier.resolve(frontier.build_parser().parse_args(["--quick"]))
     assert quick.dataset == "digits" and "benchmarks" not in quick.out_dir

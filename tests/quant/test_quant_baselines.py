@@ -116,6 +116,26 @@ def test_variants_are_named_switches() -> None:
     hw = method_config("dynabit-hw8x8", 5.0).for_layer("x")
     assert hw.group == (2, 4) and hw.block_size == 8
     assert method_config("dynabit-input", 6.0).for_layer("x").decision == "input"
+    assert method_config("pg-midpoint-dual", 5.0).for_layer("x").scale_fit == "dual"
+    assert method_config("dynabit", 5.0).for_layer("x").scale_fit == "full"
+
+
+def test_dual_scale_fit_applies_to_dynamic_layers_only(digits) -> None:
+    """Calibrated from the same FP32 weights and batches, ``-dual`` changes the scales of the
+    dual-precision layers and leaves the static edge layers alone."""
+    scales = {}
+    for method in ("dynabit", "dynabit-dual"):
+        torch.manual_seed(0)
+        model = prepare(build_model("small_cnn", 1, 10, 8, width=8), method_config(method, 5.0))
+        calibrate(model, [digits[0][:256]])
+        scales[method] = {n: float(m.act_quant.scale().detach()) for n, m in quant_layers(model)}
+    dyn = {n for n, _ in dynamic_layers(model)}
+    assert dyn and set(scales["dynabit"]) - dyn
+    for name, s in scales["dynabit"].items():
+        if name in dyn:
+            assert scales["dynabit-dual"][name] != s, name
+        else:
+            assert scales["dynabit-dual"][name] == s, name
 
 
 @pytest.mark.parametrize("bits", [4, 8])

@@ -1,8 +1,16 @@
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dynabit.quant.quantizers import ActQuantizer, code_range, quantize_weight, split_codes
+from dynabit.quant.quantizers import (
+    ActQuantizer,
+    DualSplit,
+    code_range,
+    high_pass,
+    quantize_weight,
+    split_codes,
+)
 
 
 @given(bits=st.integers(2, 12), data=st.data())
@@ -49,3 +57,40 @@ def test_act_quantizer_scale_gets_gradient() -> None:
     q, s = aq.codes(x)
     (q * s).sum().backward()
     assert aq.act_scale.grad is not None and aq.act_scale.grad.abs() > 0
+
+
+def test_high_pass_truncates_or_adds_half_a_low_step_keeping_zeros() -> None:
+    q = torch.tensor([0.0, 5.0, 15.0, 16.0, 31.0, 255.0, -1.0, -16.0, -17.0])
+    assert high_pass(q, 4).tolist() == [0, 0, 0, 16, 16, 240, -16, -16, -32]
+    mid = high_pass(q, 4, midpoint=True).tolist()
+    assert mid == [0, 0, 0, 24, 24, 248, -8, -8, -24]  # +8 wherever q_hi != 0
+    assert high_pass(q, 0).tolist() == q.tolist()
+
+
+def _dual_error(x: torch.Tensor, scale: float, split: DualSplit) -> float:
+    q = torch.clamp(torch.round(x / scale), 0, 255)
+    full = ((q * scale - x) ** 2).mean()
+    hi = ((high_pass(q, split.lo_bits, split.midpoint) * scale - x) ** 2).mean()
+    return float(split.refine_ratio * full + (1 - split.refine_ratio) * hi)
+
+
+@pytest.mark.parametrize("midpoint", [False, True])
+def test_dual_scale_fit_minimises_the_expected_dual_precision_error(midpoint) -> None:
+    """A scale fitted for the 8-bit codes wastes the high pass on the rare large values; the
+    dual fit trades some clipping for finer high-pass steps, and its expected error is lower."""
+    x = torch.randn(20_000, generator=torch.Generator().manual_seed(0)).abs() ** 2  # heavy tail
+    split = DualSplit(lo_bits=4, refine_ratio=0.25, midpoint=midpoint)
+    full, dual = ActQuantizer(8), ActQuantizer(8)
+    for aq, arg in ((full, None), (dual, split)):
+        aq.start_observation()
+        aq.observe(x)
+        aq.finish_observation(arg)
+    s_full, s_dual = float(full.scale().detach()), float(dual.scale().detach())
+    assert s_dual < s_full
+    assert _dual_error(x, s_dual, split) < 0.9 * _dual_error(x, s_full, split)
+    everything = DualSplit(lo_bits=4, refine_ratio=1.0, midpoint=midpoint)  # all refined
+    aq = ActQuantizer(8)
+    aq.start_observation()
+    aq.observe(x)
+    aq.finish_observation(everything)
+    assert float(aq.scale().detach()) == s_full

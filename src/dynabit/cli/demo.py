@@ -37,11 +37,12 @@ def register(app: typer.Typer) -> None:
         progress: Annotated[bool, typer.Option(help="Progress bars.")] = True,
     ) -> None:
         """Train FP32 then dynamic QAT, check integer parity, simulate, print a summary."""
-        from dynabit.cli.main import user_errors
+        from dynabit.cli.main import stopped_cleanly, user_errors
         from dynabit.config import HardwareConfig, load
         from dynabit.demo import DemoOptions, run_demo, summary_table
 
-        with user_errors():
+        hint = f"continue with: dynabit demo --run-dir {run_dir} (it resumes)"
+        with user_errors(), stopped_cleanly(hint):
             opts = DemoOptions(
                 run_dir=run_dir,
                 dataset=dataset,

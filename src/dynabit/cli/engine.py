@@ -48,14 +48,21 @@ def _is_program(path: Path) -> bool:
     return PROGRAM_FORMAT.encode() in head or path.suffix in (".safetensors", ".dbp")
 
 
-def _test_set(dataset: str | None, data_dir: str | None, subset: int | None, meta: dict) -> Any:
+def _test_set(
+    dataset: str | None, data_dir: str | None, subset: int | None, program: Any, source: Path
+) -> Any:
+    """The test split to run ``program`` on, refused unless its images and classes fit."""
     from dynabit.data import load_dataset
+    from dynabit.engine.evaluate import check_dataset_for_program
 
+    meta = program.meta
     name = dataset or meta.get("dataset")
     if name is None:
         raise typer.BadParameter("the program does not say its dataset: pass --dataset")
     ddir = data_dir if data_dir is not None else (meta.get("data_dir") if dataset is None else None)
-    return load_dataset(name, "test", ddir, subset)
+    test = load_dataset(name, "test", ddir, subset)
+    check_dataset_for_program(test, program, source)
+    return test
 
 
 def export_command(
@@ -102,7 +109,7 @@ def export_command(
             export_onnx(program, onnx_out, with_masks=masks)
             result["onnx"] = str(onnx_out)
             if check:
-                test = _test_set(dataset, data_dir, subset, program.meta)
+                test = _test_set(dataset, data_dir, subset, program, path)
                 result["check"] = check_onnx(onnx_out, program, test.images, test.labels).to_dict()
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -146,7 +153,7 @@ def run_int_command(
 
     with _errors():
         program = load_program(program_path)
-        test = _test_set(dataset, data_dir, subset, program.meta)
+        test = _test_set(dataset, data_dir, subset, program, program_path)
         ev = evaluate_program(program, test.images, test.labels, batch_size=batch_size)
         summary = ev.summary()
         summary.update(program=str(program_path), dataset=test.name)

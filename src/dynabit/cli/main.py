@@ -59,6 +59,19 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_USAGE) from None
 
 
+@contextmanager
+def stopped_cleanly(resume_hint: str) -> Iterator[None]:
+    """A run stopped by SIGINT/SIGTERM (checkpointed) says how to resume and exits 128 + signal."""
+    from dynabit.train import TrainingInterrupted
+
+    try:
+        yield
+    except TrainingInterrupted as e:
+        if _is_main():
+            typer.echo(f"{e}\n{resume_hint}", err=True)
+        raise typer.Exit(e.exit_code) from None
+
+
 def _fail(msg: str) -> None:
     typer.echo(f"error: {msg}", err=True)
     raise typer.Exit(EXIT_USAGE)
@@ -132,7 +145,8 @@ def train(
         "progress": progress,
         "quantize": False if fp32 else None,
     }
-    with user_errors():
+    hint = f"continue with: dynabit train --run-dir {run_dir} --resume"
+    with user_errors(), stopped_cleanly(hint):
         cfg = train_config(config, run_dir, resume, overrides, {"budget": budget})
         results = run_training(cfg, run_dir, resume)
     if _is_main():

@@ -138,7 +138,7 @@ def simulate_command(
         elem = synthetic_masks(shapes, ratio, n, seed + 1, kind="element") if element else None
         reg = synthetic_masks(shapes, ratio, n, seed + 2, kind="region") if region else None
         result = compare(shapes, masks, hw, element_masks=elem, region_masks=reg)
-    except (ValueError, KeyError, OSError, _user_errors()) as e:
+    except (ValueError, KeyError, OSError, *_user_errors()) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
 
@@ -151,10 +151,11 @@ def simulate_command(
         typer.echo(f"wrote {', '.join(f'simulate.{f}' for f in wanted)} to {out}")
 
 
-def _user_errors() -> type[Exception]:
+def _user_errors() -> tuple[type[Exception], ...]:
+    from dynabit.engine import EngineError
     from dynabit.train import CheckpointError
 
-    return CheckpointError
+    return (CheckpointError, EngineError)
 
 
 def _real_masks(checkpoint, program, dataset, data_dir, images, hw):  # noqa: ANN001, ANN202
@@ -165,16 +166,19 @@ def _real_masks(checkpoint, program, dataset, data_dir, images, hw):  # noqa: AN
     if checkpoint is not None:
         from dynabit.hardware import trace_model
         from dynabit.train import load_model
+        from dynabit.train.evaluate import check_dataset_for_run
 
         model, cfg, _ = load_model(checkpoint)
         if not cfg.train.quantize:
             raise ValueError(f"{checkpoint} is an FP32 run: it has no decisions to simulate")
         hw = cfg.quant.hardware.model_copy(update={"dataflow": hw.dataflow})
         name, ddir = dataset or cfg.train.dataset, data_dir or cfg.train.data_dir
-        x = load_dataset(name, "test", ddir, images).images
-        shapes, masks = trace_model(model, x, hw)
+        test = load_dataset(name, "test", ddir, images)
+        check_dataset_for_run(test, cfg, checkpoint)
+        shapes, masks = trace_model(model, test.images, hw)
         return shapes, masks, hw
     from dynabit.engine import Executor, load_program
+    from dynabit.engine.evaluate import check_dataset_for_program
     from dynabit.hardware.engine_trace import program_shapes, trace_masks
 
     prog = load_program(program)
@@ -183,8 +187,9 @@ def _real_masks(checkpoint, program, dataset, data_dir, images, hw):  # noqa: AN
     name = dataset or prog.meta.get("dataset")
     if name is None:
         raise ValueError(f"{program} records no dataset: pass --dataset")
-    x = load_dataset(name, "test", data_dir or prog.meta.get("data_dir"), images).images
-    result = Executor(prog)(x)
+    test = load_dataset(name, "test", data_dir or prog.meta.get("data_dir"), images)
+    check_dataset_for_program(test, prog, program)
+    result = Executor(prog)(test.images)
     return program_shapes(prog, hw), trace_masks(result.trace), hw
 
 

@@ -20,10 +20,11 @@ def register(app: typer.Typer) -> None:
         workers: Annotated[int, typer.Option(min=1, help="Points trained at once.")] = 2,
     ) -> None:
         """Train every grid point (resuming finished ones) and print the table."""
-        from dynabit.cli.main import user_errors
+        from dynabit.cli.main import stopped_cleanly, user_errors
         from dynabit.sweep import load_sweep, run_sweep, to_markdown
 
-        with user_errors():
+        hint = f"continue with: dynabit sweep {config} --out {out} (finished points are kept)"
+        with user_errors(), stopped_cleanly(hint):
             spec = load_sweep(config)
 
             def done(name: str, row: dict) -> None:

@@ -45,7 +45,20 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist")
-    text = p.read_text()
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {str(p)!r}: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"config file {str(p)!r} is not UTF-8 text (binary or corrupt at byte {e.start}); "
+            "expected YAML or JSON"
+        ) from None
+    if not text.strip():
+        raise ConfigError(
+            f"config file {str(p)!r} is empty; expected a mapping of sections or fields "
+            "(write {} for all defaults)"
+        )
     try:
         if p.suffix.lower() == ".json":
             data = json.loads(text)

@@ -20,6 +20,7 @@ from dynabit.config.hardware import HardwareConfig
 Score = Literal["max", "mean"]
 Decision = Literal["output", "input"]
 Method = Literal["dynabit", "uniform", "pg", "drq", "fp32"]
+ScaleFit = Literal["full", "dual"]
 
 # Fields a per-layer override may change (everything that describes one layer).
 LAYER_FIELDS = (
@@ -38,6 +39,7 @@ LAYER_FIELDS = (
     "enforce_bounds",
     "temperature",
     "midpoint",
+    "scale_fit",
     "uniform_bits",
     "block_all_channels",
     "train_thresholds",
@@ -110,6 +112,12 @@ class LayerQuantConfig(BaseModel):
     )
     midpoint: bool = Field(
         False, description="Add half a low-part step to the high pass where q_hi > 0."
+    )
+    scale_fit: ScaleFit = Field(
+        "full",
+        description="Calibration of a dynamic layer's activation scale: 'full' minimises the "
+        "error of the B-bit codes; 'dual' the expected error of what the layer computes, "
+        "r* x (B-bit error) + (1 - r*) x (high-pass error).",
     )
     uniform_bits: int | None = Field(
         None,

@@ -16,6 +16,10 @@ class DatasetError(ValueError):
     """A dataset is missing or malformed; the message says where we looked and how to get it."""
 
 
+class DatasetMismatchError(DatasetError):
+    """A dataset's images or classes do not fit the model (or integer program) fed with it."""
+
+
 class DatasetInfo(NamedTuple):
     """What a model needs to know before the data is loaded."""
 
@@ -94,6 +98,11 @@ class ImageDataset(Dataset[tuple[Tensor, Tensor]]):
     def info(self) -> DatasetInfo:
         return DatasetInfo(self.in_channels, self.image_size, self.num_classes)
 
+    def describe(self) -> str:
+        """``'digits' (test, 360 samples)``: for messages."""
+        n = len(self)
+        return f"{self.name!r} ({self.split}, {n} sample{'' if n == 1 else 's'})"
+
     def pixels(self) -> Tensor:
         """The unnormalized images as float32 in [0, 1]."""
         return self.raw.float() / self.raw_max
@@ -121,6 +130,10 @@ def build_image_dataset(
         # A subset larger than the split is the whole split, as with slicing; clone so the
         # rest of the split's memory is released.
         raw, labels = raw[:subset].clone(), labels[:subset].clone()
+    if raw.shape[0] == 0:
+        raise DatasetError(
+            f"dataset {name!r}: the {split} split holds no samples; at least 1 is needed"
+        )
     raw = raw.contiguous()
     images = normalize(raw.float() / raw_max, stats)
     return ImageDataset(
@@ -132,4 +145,54 @@ def build_image_dataset(
         stats=stats,
         raw=raw,
         raw_max=raw_max,
+    )
+
+
+def _shape_text(channels: int, size: int) -> str:
+    return f"{channels}x{size}x{size}"
+
+
+def check_fits(dataset: ImageDataset, expected: DatasetInfo, model: str) -> None:
+    """Refuse a dataset whose images or classes do not fit a model.
+
+    ``expected`` is what the model was built for; ``model`` describes it in the message (e.g.
+    ``"the model of run 'runs/a' (trained on 'digits')"``). The images must have exactly the
+    expected channels and size (a model with adaptive pooling would otherwise run silently on
+    the wrong resolution); the dataset may have fewer classes than the model's outputs, not
+    more.
+
+    Raises:
+        DatasetMismatchError: naming the dataset's image shape and classes and the model's.
+    """
+    got = dataset.info
+    problems = []
+    if (got.in_channels, got.image_size) != (expected.in_channels, expected.image_size):
+        problems.append("image shape")
+    if got.num_classes > expected.num_classes:
+        problems.append("classes")
+    if not problems:
+        return
+    raise DatasetMismatchError(
+        f"dataset {dataset.describe()} does not fit {model}: the dataset has "
+        f"{_shape_text(got.in_channels, got.image_size)} images (CxHxW) and {got.num_classes} "
+        f"classes; the model expects {_shape_text(expected.in_channels, expected.image_size)} "
+        f"images and at most {expected.num_classes} classes (mismatch: {' and '.join(problems)})"
+    )
+
+
+def check_finite(x: torch.Tensor, what: str) -> None:
+    """Raise ``ValueError`` naming ``what`` and the count when ``x`` holds NaN or Inf."""
+    if not x.is_floating_point():
+        return
+    bad = ~torch.isfinite(x)
+    n_bad = int(bad.sum())
+    if not n_bad:
+        return
+    where = ""
+    if x.dim() > 1:
+        samples = bad.reshape(x.shape[0], -1).any(dim=1).nonzero().flatten()
+        where = f" in {samples.numel()} sample(s), the first at index {int(samples[0])}"
+    raise ValueError(
+        f"{what}: the inputs hold {n_bad} non-finite value(s) (NaN/Inf){where}; "
+        "only finite inputs can be evaluated"
     )

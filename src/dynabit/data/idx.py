@@ -155,7 +155,7 @@ def load_idx_split(
             f"{labels.shape[0]} labels in '{paths['labels']}'"
         )
     if images.shape[0] == 0:
-        raise DatasetError(f"{what}: '{paths['images']}' holds no images")
+        raise DatasetError(f"{what}: '{paths['images']}' holds no images; at least 1 is needed")
     if labels.min() < 0:
         raise DatasetError(f"{paths['labels']}: negative label {int(labels.min())}")
     return images, labels.astype(np.int64)

@@ -144,7 +144,8 @@ def load_dataset(
 
     Raises:
         ValueError: unknown name or split, or ``subset < 1``.
-        DatasetError: missing or malformed files (the message says where and how to get them).
+        DatasetError: missing or malformed files (the message says where and how to get them),
+            or a split with no samples.
     """
     key = canonical_name(name)
     _check_split(split)

@@ -26,7 +26,7 @@ from dynabit.engine.program import (
     load_program,
     save_program,
 )
-from dynabit.engine.trace import EngineTrace, LayerTrace, load_trace
+from dynabit.engine.trace import EngineTrace, LayerTrace, TraceFormatError, load_trace
 from dynabit.quant.integer_ops import UnsupportedLayerError
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "layer_bits",
     "load_program",
     "load_trace",
+    "TraceFormatError",
     "lower",
     "lower_checkpoint",
     "run_program",

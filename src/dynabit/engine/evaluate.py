@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from dynabit.data.base import DatasetInfo, ImageDataset, check_fits
 from dynabit.engine.execute import Executor
 from dynabit.engine.program import IntegerProgram
 from dynabit.engine.trace import EngineTrace
@@ -59,8 +60,27 @@ def evaluate_program(
     batch_size: int = 256,
 ) -> ProgramEval:
     """Run the program over ``images`` in batches: top-1, integer logits, the whole trace and
-    the measured ``B_avg``."""
+    the measured ``B_avg``.
+
+    Raises:
+        ValueError: no images, not one label per image, a label outside the program's
+            classes, or NaN/Inf in the images.
+        EngineError: the images' shape is not the program's input shape.
+    """
     ex = program if isinstance(program, Executor) else Executor(program)
+    if images.shape[0] == 0:
+        raise ValueError("no images: nothing to evaluate")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(
+            f"{images.shape[0]} images but labels of shape {tuple(labels.shape)}: "
+            "want one label per image"
+        )
+    classes = program_input_info(ex.program).num_classes
+    if int(labels.max()) >= classes or int(labels.min()) < 0:
+        raise ValueError(
+            f"labels span {int(labels.min())}..{int(labels.max())}, but the program has "
+            f"{classes} outputs (classes 0..{classes - 1})"
+        )
     traces, logits, preds = [], [], []
     for start in range(0, images.shape[0], batch_size):
         res = ex(images[start : start + batch_size])
@@ -80,6 +100,24 @@ def evaluate_program(
         trace=trace,
         budget=trace.budget(layer_bits(ex.program)),
     )
+
+
+def program_input_info(program: IntegerProgram) -> DatasetInfo:
+    """The input channels, image size and classes ``program`` was lowered for."""
+    c, h, _ = program.input_shape
+    return DatasetInfo(int(c), int(h), int(program.tensors[program.output].shape[-1]))
+
+
+def check_dataset_for_program(
+    dataset: ImageDataset, program: IntegerProgram, source: str | Path
+) -> None:
+    """Refuse ``dataset`` unless its images and classes fit ``program`` (read from
+    ``source``): a :class:`~dynabit.data.DatasetMismatchError` naming both."""
+    trained = program.meta.get("dataset")
+    model = f"the integer program from {str(source)!r}" + (
+        f" (lowered from a model trained on {trained!r})" if trained else ""
+    )
+    check_fits(dataset, program_input_info(program), model)
 
 
 def with_refine_ratio(program: IntegerProgram, ratio: float) -> IntegerProgram:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from dynabit.data.base import check_finite
 from dynabit.engine.program import IntegerProgram, Op
 from dynabit.engine.trace import EngineTrace, LayerTrace
 
@@ -337,13 +338,20 @@ class Executor:
 
     def __call__(self, x: torch.Tensor, keep: bool = False) -> EngineResult:
         """Run on float inputs ``(N, C, H, W)``; ``keep`` also keeps every layer's input codes
-        and accumulators in the trace."""
+        and accumulators in the trace.
+
+        Raises:
+            EngineError: the samples' shape is not the program's input shape.
+            ValueError: the inputs hold NaN or Inf (the message counts them).
+        """
         expect = self.program.input_shape
         if tuple(x.shape[1:]) != tuple(expect):
             raise EngineError(
                 f"input samples have shape {tuple(x.shape[1:])}, the program was lowered for "
                 f"{tuple(expect)}"
             )
+        # NaN/Inf would quantize to arbitrary codes (a silent wrong answer): refuse them.
+        check_finite(x, "integer engine input")
         return self.run_codes(self.quantize_input(x), x.shape[0], keep)
 
     def run_codes(

@@ -163,7 +163,9 @@ class EngineTrace:
             pre = f"layers/{lt.name}/"
             tensors[pre + "macs_hi"] = lt.macs_hi.contiguous()
             tensors[pre + "macs_lo"] = lt.macs_lo.contiguous()
-            tensors[pre + "macs_lo_refined"] = lt.macs_lo_refined.contiguous()
+            # A copy: for output-directed layers it may be the very tensor macs_lo is, and
+            # safetensors refuses tensors that share memory.
+            tensors[pre + "macs_lo_refined"] = lt.macs_lo_refined.clone()
             if lt.mask is not None:
                 tensors[pre + "mask"] = lt.mask.to(torch.uint8).contiguous()
             if lt.refined_elements is not None:
@@ -178,18 +180,35 @@ class EngineTrace:
         atomic_write_bytes(path, save(tensors, metadata=meta))
 
 
-def load_trace(path: str | Path) -> EngineTrace:
-    """Read a trace written by :meth:`EngineTrace.save`."""
-    from safetensors import safe_open
+class TraceFormatError(ValueError):
+    """An engine trace file is missing, truncated, corrupt or of another version."""
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+
+def load_trace(path: str | Path) -> EngineTrace:
+    """Read a trace written by :meth:`EngineTrace.save`.
+
+    Raises:
+        TraceFormatError: the file is missing, not a trace, of another version, or damaged.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (OSError, SafetensorError) as e:
+        raise TraceFormatError(f"{path}: not a readable engine trace ({e})") from None
     if meta.get("format") != TRACE_FORMAT or meta.get("version") != str(TRACE_VERSION):
-        raise ValueError(
+        raise TraceFormatError(
             f"{path}: not a dynabit engine trace of version {TRACE_VERSION} "
             f"(format {meta.get('format')!r}, version {meta.get('version')!r})"
         )
-    tensors = load_file(str(path))
+    try:
+        return _read_trace(load_file(str(path)), meta)
+    except (OSError, SafetensorError, ValueError, KeyError, TypeError) as e:
+        raise TraceFormatError(f"{path}: damaged engine trace ({type(e).__name__}: {e})") from None
+
+
+def _read_trace(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> EngineTrace:
     info = json.loads(meta["layers"])
     layers = []
     for name in json.loads(meta["order"]):

@@ -37,6 +37,7 @@ SWITCHES: dict[str, dict[str, Any]] = {
     "input": {"decision": "input"},
     "enforce": {"enforce_bounds": True},
     "midpoint": {"midpoint": True},
+    "dual": {"scale_fit": "dual"},
     "hw8x8": {"hardware": {"rows": 8, "cols": 8}},
 }
 DYNAMIC_METHODS: tuple[str, ...] = ("dynabit", "pg", "drq")

@@ -9,6 +9,7 @@ from torch import nn
 
 from dynabit.quant.budget import dynamic_layers, quant_layers
 from dynabit.quant.layers import QuantLayerMixin
+from dynabit.quant.quantizers import DualSplit
 
 
 def _as_inputs(batch: object) -> torch.Tensor:
@@ -76,7 +77,7 @@ def calibrate(
         for x in inputs:
             model(x)
         for _, m in layers:
-            m.act_quant.finish_observation()
+            m.act_quant.finish_observation(_dual_split(m))
         if thresholds:
             _calibrate_thresholds(model, inputs, ratio)
     finally:
@@ -86,6 +87,14 @@ def calibrate(
         model.train(was_training)
         for _, m in layers:
             m.reset_stats()
+
+
+def _dual_split(m: QuantLayerMixin) -> DualSplit | None:
+    """The split a ``scale_fit: dual`` layer's scale is fitted for (None: fit the full codes)."""
+    c = m.qcfg
+    if not (m.dynamic and c.scale_fit == "dual"):
+        return None
+    return DualSplit(c.lo_bits, min(max(c.target_ratio, 0.0), 1.0), c.midpoint)
 
 
 def _calibrate_thresholds(

@@ -31,7 +31,7 @@ from dynabit.quant.integer_ops import (
     recover,
     requantize,
 )
-from dynabit.quant.quantizers import ActQuantizer, quantize_weight, split_codes
+from dynabit.quant.quantizers import ActQuantizer, high_pass, quantize_weight
 
 # Fixed-point precision of the per-channel score multipliers of a frozen layer.
 SCORE_FRAC_BITS = 16
@@ -190,14 +190,9 @@ class QuantLayerMixin:
 
     def _split(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(hi_codes, lo_codes)`` with ``hi + lo == q``; gradients flow through the high part."""
-        lo_bits = self.qcfg.lo_bits
-        q_hi, q_lo = split_codes(q.detach(), lo_bits)
-        hi = q - q_lo
-        if self.qcfg.midpoint and lo_bits > 0:
-            # Half a low step estimates the truncated bits; the low pass removes it again.
-            offset = (q_hi != 0).to(q.dtype) * float(1 << (lo_bits - 1))
-            hi, q_lo = hi + offset, q_lo - offset
-        return hi, q_lo
+        # With midpoint, half a low step estimates the truncated bits; the low pass removes it.
+        lo = q.detach() - high_pass(q.detach(), self.qcfg.lo_bits, self.qcfg.midpoint)
+        return q - lo, lo
 
     def _decide(self, score: torch.Tensor, grid: Grid) -> torch.Tensor:
         """Mask ``(N, blocks, gh, gw)``: surrogate while training, hard (and bounded) otherwise."""

@@ -4,6 +4,7 @@ and the split of a code into high and low parts."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -38,6 +39,26 @@ def split_codes(q: torch.Tensor, lo_bits: int) -> tuple[torch.Tensor, torch.Tens
     step = float(1 << lo_bits)
     q_hi = torch.floor(q / step)
     return q_hi, q - q_hi * step
+
+
+def high_pass(q: torch.Tensor, lo_bits: int, midpoint: bool = False) -> torch.Tensor:
+    """The codes an unrefined group computes with: ``q_hi * 2**lo_bits`` (plus half a low step
+    where ``q_hi != 0`` with ``midpoint``, so zeros stay zero)."""
+    q_hi, _ = split_codes(q, lo_bits)
+    step = float(1 << lo_bits)
+    out = q_hi * step
+    if midpoint and lo_bits > 0:
+        out = out + (q_hi != 0).to(q.dtype) * (step / 2)
+    return out
+
+
+@dataclass(frozen=True)
+class DualSplit:
+    """What scale calibration needs of a dual-precision layer (``scale_fit: dual``)."""
+
+    lo_bits: int
+    refine_ratio: float
+    midpoint: bool
 
 
 def quantize_weight(w: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,8 +132,12 @@ class ActQuantizer(nn.Module):
         assert self._observed is not None
         self._observed.append(flat.cpu())
 
-    def finish_observation(self) -> None:
-        """Choose signedness and the scale that minimises the quantization MSE on the samples."""
+    def finish_observation(self, dual: DualSplit | None = None) -> None:
+        """Choose signedness and the scale that minimises the quantization MSE on the samples.
+
+        With ``dual``, the error minimised is the expected one of a dual-precision layer: the
+        full codes with probability ``refine_ratio``, the high pass otherwise.
+        """
         assert self._observed is not None and self._observed, "observe() was never called"
         x = torch.cat(self._observed)
         self._observed = None
@@ -130,5 +155,9 @@ class ActQuantizer(nn.Module):
         scales = clips / qp
         q = torch.clamp(torch.round(x[None, :] / scales[:, None]), qn, qp)
         mse = ((q * scales[:, None] - x[None, :]) ** 2).mean(dim=1)
+        if dual is not None and dual.lo_bits > 0:
+            hi = high_pass(q, dual.lo_bits, dual.midpoint)
+            mse_hi = ((hi * scales[:, None] - x[None, :]) ** 2).mean(dim=1)
+            mse = dual.refine_ratio * mse + (1.0 - dual.refine_ratio) * mse_hi
         self.act_scale.data.fill_(float(scales[int(torch.argmin(mse))]))
         self.calibrated.fill_(True)

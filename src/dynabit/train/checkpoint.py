@@ -13,11 +13,19 @@ Layout of ``<run>/checkpoints/``::
 
 A reader never sees a half-written checkpoint: the folder appears by ``os.rename`` once its
 files are flushed, and ``latest`` is replaced atomically afterwards.
+
+Loading checks what it reads and raises :class:`CheckpointError` naming the file: every
+``.safetensors`` file carries the sha256 of its tensors in its header (files without one, e.g.
+weights from elsewhere, are read unchecked), ``state.json`` must have the layout written here,
+``config.yaml`` must hold every section, and model weights must be finite (NaN or Inf means a
+diverged run or a corrupted file).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import random
 import re
@@ -28,15 +36,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 
-from dynabit.config.io import ConfigError
-from dynabit.config.run import RunConfig, load_run_config, save_run_config
+from dynabit.config.io import ConfigError, read_mapping
+from dynabit.config.run import SECTIONS, RunConfig, save_run_config, validate_run
 from dynabit.utils.files import atomic_write_text
 
 CKPT_DIR = "checkpoints"
 LATEST = "latest"
 _NAME = re.compile(r"^step-(\d+)$")
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(ValueError):
@@ -121,14 +131,23 @@ def _rng_from_tensors(tensors: dict[str, torch.Tensor], meta: list[dict]) -> lis
         version, gauss_next = m["python"]
         keys = tensors[f"rank{r}.numpy"].numpy().astype(np.uint32)
         py_state = tuple(int(v) for v in tensors[f"rank{r}.python"].tolist())
+        torch_state = tensors[f"rank{r}.torch"]
+        if torch_state.dtype != torch.uint8 or torch_state.dim() != 1:
+            raise ValueError(f"rank{r}.torch must be a 1-d uint8 tensor")
+        if not isinstance(kind, str) or (gauss_next is not None and not _is_num(gauss_next)):
+            raise ValueError(f"rank {r}: bad numpy/python RNG metadata")
         out.append(
             {
-                "torch": tensors[f"rank{r}.torch"],
-                "numpy": (kind, keys, pos, has_gauss, cached),
-                "python": (version, py_state, gauss_next),
+                "torch": torch_state,
+                "numpy": (kind, keys, int(pos), int(has_gauss), float(cached)),
+                "python": (int(version), py_state, gauss_next),
             }
         )
     return out
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
 
 
 # ------------------------------------------------------------------- flattening state dicts
@@ -184,6 +203,145 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over names, dtypes, shapes and bytes of ``tensors`` (in name order)."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().cpu().contiguous()
+        h.update(f"{k}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """``save_file`` with the tensors' sha256 in the header metadata."""
+    save_file(tensors, str(path), metadata={"sha256": _digest(tensors)})
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` file; check its sha256 when its header has one."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file {str(path)!r} is missing") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read {str(path)!r}: {e}") from None
+    try:
+        tensors = load(data)
+        n = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + n])
+    except Exception as e:  # SafetensorError is not a ValueError subclass
+        raise CheckpointError(
+            f"{str(path)!r} is not a readable safetensors file (truncated or corrupt): {e}"
+        ) from None
+    meta = header.get("__metadata__") or {}
+    want = meta.get("sha256") if isinstance(meta, dict) else None
+    if want is not None and _digest(tensors) != want:
+        raise CheckpointError(
+            f"{str(path)!r} is corrupted: its tensors do not match the sha256 in its header"
+        )
+    return tensors
+
+
+def _check_finite(tensors: dict[str, Any], path: Path) -> None:
+    """Refuse float tensors holding NaN or Inf, naming them (integer tensors are counters)."""
+    bad = []
+    for k, v in tensors.items():
+        if isinstance(v, torch.Tensor) and (v.is_floating_point() or v.is_complex()):
+            nan = int(torch.isnan(v).sum())
+            inf = int(torch.isinf(v).sum())
+            if nan or inf:
+                bad.append(f"{k} ({nan} NaN, {inf} Inf of {v.numel()})")
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise CheckpointError(
+            f"weights in {str(path)!r} are not finite: {shown}; diverged training or a "
+            "corrupted file (resume from an earlier checkpoint, or lower the learning rate)"
+        )
+
+
+def _bad_meta(meta: Any) -> str | None:
+    """What is wrong with the layout of a ``state.json`` (``None`` when it is fine)."""
+    if not isinstance(meta, dict):
+        return f"top level is a {type(meta).__name__}, expected an object"
+    state = meta.get("state")
+    if not isinstance(state, dict):
+        return "'state' must be an object with epoch, step and global_step"
+    for k in ("epoch", "step", "global_step"):
+        v = state.get(k)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            return f"state.{k} must be an integer >= 0 (got {v!r})"
+    kinds = {"model_extra": dict, "scheduler": dict, "optimizer": dict, "rng": list, "ranks": list}
+    for k, kind in kinds.items():
+        if meta.get(k) is not None and not isinstance(meta[k], kind):
+            return f"'{k}' must be a{'n object' if kind is dict else ' list'}"
+    opt = meta.get("optimizer")
+    if opt is not None and not (
+        isinstance(opt.get("param_groups"), list)
+        and isinstance(opt.get("state"), dict)
+        and all(_is_layout(m) for m in opt["state"].values())
+    ):
+        return "'optimizer' must hold param_groups (a list) and state ({tensors, values} per id)"
+    if not all(
+        isinstance(m, dict)
+        and isinstance(m.get("numpy"), list)
+        and len(m["numpy"]) == 4
+        and isinstance(m.get("python"), list)
+        and len(m["python"]) == 2
+        for m in meta.get("rng") or []
+    ):
+        return "'rng' must be a list of {numpy: [4 values], python: [2 values]} per rank"
+    if not all(_is_layout(m) for m in meta.get("ranks") or []):
+        return "'ranks' must be a list of {tensors: [names], values: {...}} per rank"
+    return None
+
+
+def _is_layout(m: Any) -> bool:
+    return (
+        isinstance(m, dict)
+        and isinstance(m.get("tensors"), list)
+        and all(isinstance(t, str) for t in m["tensors"])
+        and isinstance(m.get("values"), dict)
+    )
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    """``state.json``, checked against the layout :func:`save_checkpoint` writes."""
+    try:
+        meta = json.loads(path.read_bytes().decode())
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint file {str(path)!r} is missing") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read {str(path)!r}: {e}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(
+            f"{str(path)!r} is not valid JSON (truncated or corrupt): {e}"
+        ) from None
+    problem = _bad_meta(meta)
+    if problem:
+        raise CheckpointError(
+            f"{str(path)!r} is not a checkpoint state file: {problem} (truncated, corrupt or "
+            "written by something else)"
+        )
+    return meta
+
+
+def load_saved_config(path: str | Path) -> RunConfig:
+    """A run config written by dynabit beside a checkpoint or in a run directory.
+
+    Unlike :func:`dynabit.config.run.load_run_config` every section must be present (they
+    are all written): a file cut short is refused instead of filled up with defaults.
+    """
+    data = read_mapping(path)
+    missing = [s for s in SECTIONS if s not in data]
+    if missing:
+        raise ConfigError(
+            f"config file {str(path)!r} lacks section(s) {missing}: truncated or not written "
+            f"by dynabit (a saved run config holds all of {list(SECTIONS)})"
+        )
+    return validate_run(data, str(path))
+
+
 def _write_file(path: Path, data: bytes) -> None:
     with open(path, "wb") as f:
         f.write(data)
@@ -225,17 +383,17 @@ def save_checkpoint(
     tmp.mkdir()
     try:
         model_t, model_extra = _split_tensors(model_state)
-        save_file(model_t, str(tmp / "model.safetensors"))
+        _save_tensors(model_t, tmp / "model.safetensors")
         meta: dict[str, Any] = {"state": state, "model_extra": model_extra}
         if optimizer_state is not None:
             opt_t, layout = flatten_optimizer(optimizer_state)
-            save_file(opt_t, str(tmp / "optimizer.safetensors"))
+            _save_tensors(opt_t, tmp / "optimizer.safetensors")
             meta["optimizer"] = layout
         if scheduler_state is not None:
             meta["scheduler"] = scheduler_state
         if rng is not None:
             rng_t, rng_meta = _rng_to_tensors(rng)
-            save_file(rng_t, str(tmp / "rng.safetensors"))
+            _save_tensors(rng_t, tmp / "rng.safetensors")
             meta["rng"] = rng_meta
         if ranks is not None:
             rank_t: dict[str, torch.Tensor] = {}
@@ -244,7 +402,7 @@ def save_checkpoint(
                 t, rest = _split_tensors(extra, f"rank{r}.")
                 rank_t.update(t)
                 rank_meta.append({"tensors": sorted(k.split(".", 1)[1] for k in t), "values": rest})
-            save_file(rank_t, str(tmp / "ranks.safetensors"))
+            _save_tensors(rank_t, tmp / "ranks.safetensors")
             meta["ranks"] = rank_meta
         _write_file(tmp / "state.json", _json(meta, "the training state").encode())
         if config is not None:
@@ -292,11 +450,22 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     """The checkpoint ``latest`` names, else the newest complete folder, else ``None``."""
     root = Path(root)
     pointer = root / LATEST
-    if pointer.is_file():
-        cand = root / pointer.read_text().strip()
-        if _NAME.match(cand.name) and (cand / "state.json").is_file():
-            return cand
     found = list_checkpoints(root)
+    if pointer.is_file():
+        try:
+            name = pointer.read_bytes().decode().strip()
+        except (OSError, UnicodeDecodeError):
+            name = ""
+        cand = root / name
+        if _NAME.fullmatch(name) and (cand / "state.json").is_file():
+            return cand
+        if found:  # the folders are complete on their own: the pointer only saves a scan
+            log.warning(
+                "%s does not name a checkpoint folder (got %r); using the newest folder, %s",
+                pointer,
+                name[:40],
+                found[-1].name,
+            )
     return found[-1] if found else None
 
 
@@ -323,42 +492,58 @@ def load_checkpoint(path: str | Path, *, training_state: bool = True) -> Checkpo
     ``training_state=False`` skips the optimizer and RNG (enough for evaluation).
     """
     ck = resolve_checkpoint(path)
-    try:
-        meta = json.loads((ck / "state.json").read_text())
-        model = load_file(str(ck / "model.safetensors"))
-    except Exception as e:  # OSError, JSON and SafetensorError (not a ValueError subclass)
-        raise CheckpointError(f"checkpoint {str(ck)!r} is unreadable: {e}") from None
-    model.update(meta.get("model_extra", {}))
+    meta = _read_state(ck / "state.json")
+    model: dict[str, Any] = _load_tensors(ck / "model.safetensors")
+    _check_finite(model, ck / "model.safetensors")
+    model.update(meta.get("model_extra") or {})
     config = None
     if (ck / "config.yaml").is_file():
         try:
-            config = load_run_config(ck / "config.yaml")
+            config = load_saved_config(ck / "config.yaml")
         except ConfigError as e:
             raise CheckpointError(f"checkpoint {str(ck)!r}: bad config.yaml:\n{e}") from None
     out = Checkpoint(path=ck, model=model, state=meta["state"], config=config)
     out.scheduler = meta.get("scheduler")
     if training_state:
-        if "optimizer" in meta:
-            out.optimizer = unflatten_optimizer(
-                load_file(str(ck / "optimizer.safetensors")), meta["optimizer"]
-            )
-        if "rng" in meta:
-            out.rng = _rng_from_tensors(load_file(str(ck / "rng.safetensors")), meta["rng"])
-        if "ranks" in meta:
-            tensors = load_file(str(ck / "ranks.safetensors"))
-            out.ranks = [
-                {**m["values"], **{k: tensors[f"rank{r}.{k}"] for k in m["tensors"]}}
-                for r, m in enumerate(meta["ranks"])
-            ]
+        for key in ("optimizer", "rng", "ranks"):
+            f = ck / f"{key}.safetensors"
+            if key not in meta and f.exists():
+                raise CheckpointError(
+                    f"{str(ck / 'state.json')!r} does not describe {f.name} (no {key!r} entry): "
+                    "the two files do not belong together"
+                )
+        try:
+            part, f = "optimizer", ck / "optimizer.safetensors"
+            if "optimizer" in meta:
+                out.optimizer = unflatten_optimizer(_load_tensors(f), meta["optimizer"])
+            part, f = "rng", ck / "rng.safetensors"
+            if "rng" in meta:
+                out.rng = _rng_from_tensors(_load_tensors(f), meta["rng"])
+            part, f = "ranks", ck / "ranks.safetensors"
+            if "ranks" in meta:
+                tensors = _load_tensors(f)
+                out.ranks = [
+                    {**m["values"], **{k: tensors[f"rank{r}.{k}"] for k in m["tensors"]}}
+                    for r, m in enumerate(meta["ranks"])
+                ]
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            if isinstance(e, CheckpointError):
+                raise
+            raise CheckpointError(
+                f"{str(f)!r} does not match the {part!r} layout in "
+                f"{str(ck / 'state.json')!r}: {e!r}"
+            ) from None
     return out
 
 
 def load_model_state(path: str | Path) -> dict[str, Any]:
-    """Model weights from a ``.safetensors`` file or any checkpoint path (for warm starts)."""
+    """Model weights from a ``.safetensors`` file or any checkpoint path (for warm starts).
+
+    Raises :class:`CheckpointError` for unreadable files and for NaN or Inf weights.
+    """
     p = Path(path)
     if p.is_file() and p.suffix == ".safetensors":
-        try:
-            return load_file(str(p))
-        except Exception as e:  # OSError or SafetensorError
-            raise CheckpointError(f"{str(p)!r} is not a readable safetensors file: {e}") from None
+        model = _load_tensors(p)
+        _check_finite(model, p)
+        return model
     return load_checkpoint(p, training_state=False).model

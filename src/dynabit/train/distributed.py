@@ -86,6 +86,14 @@ def all_reduce_sum(values: torch.Tensor, env: DistEnv) -> torch.Tensor:
     return out
 
 
+def all_reduce_max(values: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    """Element-wise maximum of a tensor over ranks (a new tensor)."""
+    out = values.detach().clone()
+    if env.distributed:
+        dist.all_reduce(out, op=dist.ReduceOp.MAX)
+    return out
+
+
 def broadcast_object(obj: Any, env: DistEnv) -> Any:
     """Rank 0's ``obj`` on every rank (e.g. a decision only rank 0 can make)."""
     if not env.distributed:

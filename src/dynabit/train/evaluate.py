@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from dynabit.config.run import RunConfig
+from dynabit.data.base import DatasetInfo, ImageDataset, check_finite
 from dynabit.train.checkpoint import CheckpointError, load_checkpoint
 from dynabit.train.distributed import (
     DistEnv,
@@ -73,7 +74,8 @@ def iterate_batches(
     if workers == 0 and isinstance(images, torch.Tensor) and isinstance(labels, torch.Tensor):
         idx = torch.tensor(list(iter(sampler)), dtype=torch.long)
         for chunk in idx.split(batch_size):
-            yield images[chunk], labels[chunk]
+            if len(chunk):  # an epoch resumed at its end has nothing left
+                yield images[chunk], labels[chunk]
         return
     yield from DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers)
 
@@ -93,8 +95,16 @@ def evaluate(
     quantization counters) are all-reduced, so every rank returns the same global figures.
     Every rank must call this. Decision counters are reset first, so the statistics describe
     exactly this dataset.
+
+    Raises:
+        ValueError: the dataset is empty, or its inputs hold NaN/Inf (the message counts them).
     """
     env = env or current_env()
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        raise ValueError(f"{_describe(dataset)} is empty: nothing to evaluate")
+    images = getattr(dataset, "images", None)
+    if isinstance(images, torch.Tensor):  # in memory: one check of the whole set up front
+        check_finite(images, _describe(dataset))
     model = unwrap(model)
     quantized = is_quantized(model)
     if quantized:
@@ -108,6 +118,8 @@ def evaluate(
     try:
         batches = iterate_batches(dataset, sampler, batch_size)
         for x, y in tqdm(batches, desc="eval", leave=False, disable=not (progress and env.is_main)):
+            if not isinstance(images, torch.Tensor):
+                check_finite(x, f"a batch of {_describe(dataset)}")
             logits = model(x)
             sums[0] += (logits.argmax(1) == y).sum().item()
             sums[1] += F.cross_entropy(logits, y, reduction="sum").item()
@@ -123,6 +135,29 @@ def evaluate(
     return EvalResult(
         top1=100.0 * correct / max(n, 1), loss=loss / max(n, 1), samples=int(n), stats=stats
     )
+
+
+def _describe(dataset: Dataset) -> str:
+    describe = getattr(dataset, "describe", None)
+    return f"dataset {describe()}" if callable(describe) else f"the {type(dataset).__name__}"
+
+
+def run_input_info(cfg: RunConfig) -> DatasetInfo:
+    """The input shape and classes the model of run config ``cfg`` is built for."""
+    from dynabit.data import dataset_info
+
+    return dataset_info(cfg.train.dataset, cfg.train.data_dir)
+
+
+def check_dataset_for_run(dataset: ImageDataset, cfg: RunConfig, source: str | Path) -> None:
+    """Refuse ``dataset`` unless its images and classes fit the model of ``cfg``.
+
+    ``source`` (the run or checkpoint) is named in the :class:`DatasetMismatchError`.
+    """
+    from dynabit.data import check_fits
+
+    model = f"the model of {str(source)!r} (trained on {cfg.train.dataset!r})"
+    check_fits(dataset, run_input_info(cfg), model)
 
 
 def build_for_config(
@@ -143,13 +178,11 @@ def load_model(path: str | Path) -> tuple[nn.Module, RunConfig, Path]:
     Quantized runs are rebuilt with ``prepare`` and loaded from the saved state (scales and
     thresholds included), so no calibration is needed.
     """
-    from dynabit.data import dataset_info
-
     ck = load_checkpoint(final_stage_dir(path), training_state=False)
     if ck.config is None:
         raise CheckpointError(f"checkpoint {str(ck.path)!r} has no config.yaml beside it")
     cfg = ck.config
-    info = dataset_info(cfg.train.dataset, cfg.train.data_dir)
+    info = run_input_info(cfg)
     model = build_for_config(cfg, info.in_channels, info.num_classes, info.image_size)
     if cfg.train.quantize:
         from dynabit.quant import prepare
@@ -184,6 +217,9 @@ def evaluate_checkpoint(
 
     Returns ``{"top1", "loss", "samples", "b_avg_macs", "b_avg_elements", "refine_ratio",
     "layers", "checkpoint", "dataset", "quantized"}``.
+
+    Raises:
+        DatasetMismatchError: the dataset's image shape or classes do not fit the model.
     """
     from dynabit.data import load_dataset
 
@@ -191,6 +227,7 @@ def evaluate_checkpoint(
     name = dataset or cfg.train.dataset
     ddir = data_dir if data_dir is not None else (cfg.train.data_dir if dataset is None else None)
     test = load_dataset(name, "test", ddir, subset if subset is not None else cfg.train.test_subset)
+    check_dataset_for_run(test, cfg, ck_path)
     env = init_distributed()  # under torchrun the ranks share the test set
     try:
         res = evaluate(

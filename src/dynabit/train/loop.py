@@ -37,6 +37,7 @@ from dynabit.train.distributed import (
     DistEnv,
     ShardedSampler,
     all_gather_object,
+    all_reduce_max,
     all_reduce_sum,
     barrier,
     epoch_permutation,
@@ -51,6 +52,7 @@ from dynabit.train.evaluate import (
     iterate_batches,
     load_weights,
 )
+from dynabit.train.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
 from dynabit.train.optim import build_optimizer, build_scheduler
 from dynabit.train.rundir import RunDir
 
@@ -114,7 +116,8 @@ class Trainer:
     """Builds data, model and optimizer from a :class:`RunConfig` and runs (or resumes) a run.
 
     ``step_hook(global_step)`` is called after every optimizer step (and after any checkpoint
-    due at that step); tests use it to interrupt a run.
+    due at that step); tests use it to interrupt a run. SIGINT and SIGTERM stop a run at the
+    next step boundary with a checkpoint there (:mod:`dynabit.train.interrupt`).
     """
 
     def __init__(
@@ -138,14 +141,42 @@ class Trainer:
             )
         latest = self.rd.latest() if resume else None
         self.ckpt: Checkpoint | None = load_checkpoint(latest) if latest else None
+        self.stop = StopRequest()  # replaced by a live one while run() runs
 
     # --------------------------------------------------------------------------- set-up
 
     def _load_data(self) -> None:
-        from dynabit.data import load_dataset
+        """Both splits (an empty split is refused by the loader); refuse what cannot train.
+
+        A train set smaller than one global batch is fine: each epoch is one step over all
+        samples, repeated to fill the batch (``ShardedSampler``). One sample is refused (every
+        batch would be copies of it: zero BatchNorm variance), and so is a batch of one sample
+        per process while BatchNorm runs in training mode (FP32, or QAT without ``fold_bn``).
+        """
+        from dynabit.data import DatasetError, load_dataset
 
         t = self.tc
+        per_rank = t.batch_size // self.env.world_size
+        bn_trains = not t.quantize or not self.cfg.quant.fold_bn
+        if bn_trains and per_rank < 2:
+            raise ConfigError(
+                f"train.batch_size is {t.batch_size} with {self.env.world_size} process(es): "
+                f"{per_rank} sample per process and step, but BatchNorm in training mode needs "
+                "at least 2; use batch_size >= 2 per process"
+            )
         self.train_ds = load_dataset(t.dataset, "train", t.data_dir, t.train_subset)
+        if len(self.train_ds) < 2:
+            raise DatasetError(
+                f"dataset {self.train_ds.describe()}: training needs at least 2 samples "
+                f"(train.train_subset is {t.train_subset})"
+            )
+        if len(self.train_ds) < t.batch_size:
+            log.info(
+                "train set %s is smaller than one batch (%d): one step per epoch, samples "
+                "repeated to fill the batch",
+                self.train_ds.describe(),
+                t.batch_size,
+            )
         self.test_ds = load_dataset(t.dataset, "test", t.data_dir, t.test_subset)
 
     def _calibration_batches(self) -> list[torch.Tensor]:
@@ -307,6 +338,7 @@ class Trainer:
                     self._save(epoch, self.step)
                 if self.step_hook is not None:
                     self.step_hook(self.global_step)
+                self._stop_if_requested(epoch, self.step)
         loss_sum, correct, n = all_reduce_sum(self.sums, env).tolist()
         out: dict[str, Any] = {
             "train_loss": loss_sum / max(n, 1),
@@ -328,8 +360,44 @@ class Trainer:
             progress=self.tc.progress,
         )
 
+    def _stop_if_requested(self, epoch: int, step: int, saved: bool = False) -> None:
+        """Checkpoint here (unless just ``saved``) and stop, if any rank got a signal.
+
+        Every rank takes the same decision at the same step (a max over ranks), so the
+        collective checkpoint and the exit stay in step under DDP.
+        """
+        signum = int(all_reduce_max(torch.tensor([self.stop.signum or 0]), self.env).item())
+        if not signum:
+            return
+        path = self.rd.latest() if saved else self._save(epoch, step)
+        where = f"epoch {epoch + 1}, step {step}"
+        if self.env.is_main:
+            err = TrainingInterrupted(signum, f"checkpoint {path} ({where})", path)
+        else:
+            err = TrainingInterrupted(signum, f"rank {self.env.rank} at {where}")
+        if self.env.is_main:
+            self.rd.log(
+                {
+                    "event": "interrupted",
+                    "signal": signum,
+                    "epoch": epoch,
+                    "step": step,
+                    "global_step": self.global_step,
+                    "time": time.time(),
+                }
+            )
+            log.warning("%s; continue with --resume", err)
+        raise err
+
     def run(self) -> TrainResult:
-        """Train from the current position to ``epochs``; evaluate and checkpoint each epoch."""
+        """Train from the current position to ``epochs``; evaluate and checkpoint each epoch.
+
+        Raises :class:`TrainingInterrupted` after checkpointing when SIGINT/SIGTERM arrive.
+        """
+        with stop_on_signals() as self.stop:
+            return self._run()
+
+    def _run(self) -> TrainResult:
         self._setup()
         env, t = self.env, self.tc
         result: EvalResult | None = None
@@ -360,6 +428,7 @@ class Trainer:
                 )
             self.epoch, self.step = epoch + 1, 0
             self._save(self.epoch, 0, {"test_top1": result.top1})
+            self._stop_if_requested(self.epoch, 0, saved=True)
         if result is None:  # resumed a finished run: just report it
             result = self._evaluate()
         out = TrainResult(

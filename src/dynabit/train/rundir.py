@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
-from dynabit.config.run import RunConfig, load_run_config, save_run_config
-from dynabit.train.checkpoint import CKPT_DIR, latest_checkpoint
+from dynabit.config.run import RunConfig, save_run_config
+from dynabit.train.checkpoint import CKPT_DIR, latest_checkpoint, load_saved_config
 from dynabit.utils.files import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+# What ``summary.json`` must hold (``TrainResult.to_dict``; read back by the two-stage pipeline).
+SUMMARY_FIELDS: dict[str, tuple[type, ...]] = {
+    "top1": (int, float),
+    "loss": (int, float),
+    "epochs": (int,),
+    "global_step": (int,),
+    "quantized": (bool,),
+}
 
 # Fields that may differ between the saved config and the one given on resume: they change
 # neither the numbers nor the data (only where the data lives and how the run reports).
@@ -80,7 +92,7 @@ class RunDir:
         On resume the saved ``config.yaml`` wins; a given ``cfg`` must match it except for
         :data:`RESUME_FREE_FIELDS` (taken from ``cfg``).
         """
-        saved = load_run_config(self.config_path) if self.config_path.is_file() else None
+        saved = load_saved_config(self.config_path) if self.config_path.is_file() else None
         has_ckpt = self.latest() is not None
         if not resume:
             if has_ckpt:
@@ -120,20 +132,44 @@ class RunDir:
             f.flush()
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """All complete records of ``metrics.jsonl`` (a torn last line is skipped)."""
+        """All complete records of ``metrics.jsonl``.
+
+        A torn last line (a run killed mid-write) is skipped; other lines that are not a JSON
+        object are skipped too, with a warning naming the file and the lines.
+        """
         if not self.metrics_path.is_file():
             return []
-        out = []
-        for line in self.metrics_path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
+        lines = self.metrics_path.read_bytes().split(b"\n")
+        out, bad = [], []
+        for i, line in enumerate(lines):
+            if not line.strip():
                 continue
+            try:
+                rec = json.loads(line.decode())
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                rec = None
+            if isinstance(rec, dict):
+                out.append(rec)
+            elif i < len(lines) - 1:  # the last line has no newline yet: torn, not corrupt
+                bad.append(i + 1)
+        if bad:
+            log.warning(
+                "%s: skipped %d line(s) that are not JSON records (lines %s); corrupted log?",
+                self.metrics_path,
+                len(bad),
+                ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else ""),
+            )
         return out
 
     def truncate_metrics(self, global_step: int) -> None:
         """Drop records written after the checkpoint we resume from (they will be redone)."""
-        kept = [r for r in self.read_metrics() if r.get("global_step", 0) <= global_step]
+        kept = [
+            r
+            for r in self.read_metrics()
+            if isinstance(g := r.get("global_step", 0), int | float)
+            and not isinstance(g, bool)
+            and g <= global_step
+        ]
         text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept)
         atomic_write_text(self.metrics_path, text)
 
@@ -142,6 +178,25 @@ class RunDir:
         atomic_write_text(self.summary_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
     def read_summary(self) -> dict[str, Any] | None:
+        """``summary.json`` (``None`` when the run has not finished); checked, since its
+        presence marks a finished run."""
         if not self.summary_path.is_file():
             return None
-        return json.loads(self.summary_path.read_text())
+        where = str(self.summary_path)
+        fix = "delete it and --resume to finish the run again"
+        try:
+            s = json.loads(self.summary_path.read_bytes().decode())
+        except OSError as e:
+            raise RunDirError(f"cannot read run summary {where!r}: {e}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise RunDirError(
+                f"run summary {where!r} is not valid JSON (truncated or corrupt: {e}); {fix}"
+            ) from None
+        if not isinstance(s, dict):
+            raise RunDirError(f"run summary {where!r} is not a JSON object; {fix}")
+        for k, kinds in SUMMARY_FIELDS.items():
+            v = s.get(k)
+            if not isinstance(v, kinds) or (bool not in kinds and isinstance(v, bool)):
+                want = " or ".join(t.__name__ for t in kinds)
+                raise RunDirError(f"run summary {where!r}: {k!r} must be {want} (got {v!r}); {fix}")
+        return s
