@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from pathlib import Path
 
@@ -35,7 +37,7 @@ from dynabit.utils.files import atomic_write_text
 RESULTS = Path(__file__).resolve().parent / "results" / "efficientnet.json"
 UNIFORM_BITS = (4, 5, 6, 8)
 BUDGETS = (4.5, 5.0, 6.0)
-DYNAMIC = ("dynabit", "dynabit-midpoint")
+DYNAMIC = ("dynabit", "dynabit-midpoint", "dynabit-dual", "dynabit-midpoint-dual")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -43,8 +45,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--images", default=None, help="image folder (default: scikit-image photos)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(RESULTS))
-    args = ap.parse_args(argv)
+    raw = sys.argv[1:] if argv is None else list(argv)
+    args = ap.parse_args(raw)
     torch.set_num_threads(args.threads)
+    torch.manual_seed(0)  # calibration subsamples the activations it observes
     t0 = time.time()
     photos = image_folder(args.images) if args.images else skimage_photos()
     norm = {"mean": INPUT_MEAN, "std": INPUT_STD}
@@ -80,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
         "hardware": hardware,
         "array": "16x16 os, 224x224 input, masks of the calibration images",
         "seconds": round(time.time() - t0, 1),
-        "command": "python benchmarks/efficientnet.py",
+        "command": shlex.join(["python", "benchmarks/efficientnet.py", *raw]),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -95,3 +95,36 @@ def test_quick_runs_end_to_end_and_resumes(frontier, tmp_path, monkeypatch) -> N
     monkeypatch.setattr(frontier, "run_point", no_training)
     again = frontier.main(argv)
     assert again["rows"] == data["rows"]
+
+
+def test_checks_compare_each_variant_with_the_baselines_of_the_same_switches(frontier) -> None:
+    def row(method: str, budget: float, top1: float, std: float = 0.1) -> dict:
+        b_avg = budget if method == "uniform" else budget - 0.05
+        return {"arch": "a", "method": method, "budget": budget, "top1_mean": top1,
+                "top1_std": std, "b_avg": b_avg}  # fmt: skip
+
+    rows = [
+        row("uniform", 8.0, 92.0),
+        row("uniform", 5.0, 91.5),
+        row("pg", 5.0, 90.0),
+        row("drq", 5.0, 89.0),
+        row("dynabit", 5.0, 91.8),
+        row("dynabit-midpoint-dual", 5.0, 91.9),
+        row("pg-midpoint-dual", 5.0, 91.95),
+    ]
+    by = {(c["method"], c["claim"]): c for c in frontier.checks(rows, ["a"])}
+    plain = by[("dynabit", "dynabit beats PG-style by more than the seeds' std")]
+    assert plain["value"] == pytest.approx(1.8) and plain["pass"]
+    like = by[
+        (
+            "dynabit-midpoint-dual",
+            "dynabit-midpoint-dual beats PG-style-midpoint-dual by more than the seeds' std",
+        )
+    ]
+    assert like["value"] == pytest.approx(-0.05) and not like["pass"]
+    # No drq-midpoint-dual row: the variant is checked against plain DRQ.
+    name = "dynabit-midpoint-dual"
+    assert by[(name, f"{name} beats DRQ by more than the seeds' std")]["pass"]
+    w8a8 = by[("dynabit", "dynabit top-1 within 0.3 points of uniform W8A8")]
+    assert w8a8["value"] == pytest.approx(-0.2) and w8a8["pass"]
+    assert by[("dynabit", "dynabit measured B_avg within +-0.1 of 5")]["pass"]

@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+import tiny_runs
 import torch
 from torch.utils.data import TensorDataset
 from typer.testing import CliRunner
 
 from dynabit.cli.main import app
 from dynabit.config.io import ConfigError
-from dynabit.config.run import RunConfig, save_run_config, validate_run
+from dynabit.config.run import RunConfig, save_run_config
 from dynabit.data import (
     FASHION_MNIST_DIR,
     NORM_STATS,
@@ -37,31 +38,12 @@ needs_fashion = pytest.mark.skipif(
     not FASHION_MNIST_DIR.is_dir(), reason=f"{FASHION_MNIST_DIR} absent (dataset-fashion-mnist)"
 )
 
-# The tiny digits run of tests/train/conftest.py (a few seconds).
-TINY_TRAIN: dict[str, Any] = {
-    "dataset": "digits",
-    "model": "small_cnn",
-    "width": 8,
-    "epochs": 1,
-    "batch_size": 32,
-    "eval_batch_size": 256,
-    "optimizer": "adam",
-    "lr": 0.01,
-    "threshold_lr": 0.01,
-    "max_steps_per_epoch": 3,
-    "train_subset": 200,
-    "test_subset": 50,
-    "calib_batches": 2,
-    "progress": False,
-    "quantize": True,
-}
-TINY_QUANT: dict[str, Any] = {"budget": 5.0, "hardware": {"rows": 4, "cols": 4}}
+FAST = {"epochs": 1, "max_steps_per_epoch": 3, "train_subset": 200, "test_subset": 50}
 
 
 def tiny_cfg(quant: dict[str, Any] | None = None, **train: Any) -> RunConfig:
-    return validate_run(
-        {"train": {**TINY_TRAIN, **train}, "quant": {**TINY_QUANT, **(quant or {})}}
-    )
+    """The shared tiny digits run, shorter, quantized unless told otherwise."""
+    return tiny_runs.tiny_cfg(quant, **{**FAST, "quantize": True, **train})
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

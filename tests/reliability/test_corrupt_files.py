@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from tiny_runs import tiny_cfg
 
 from dynabit.config import ConfigError, HardwareConfig, QuantConfig, load, save
 from dynabit.config.run import load_run_config, save_run_config, validate_run
@@ -46,28 +47,6 @@ from dynabit.train.rundir import RunDir, RunDirError
 
 torch.set_num_threads(1)
 
-# The run of tests/train/conftest.py's ``tiny_cfg`` (conftest modules are not importable), QAT.
-TINY = {
-    "train": {
-        "dataset": "digits",
-        "model": "small_cnn",
-        "width": 8,
-        "epochs": 2,
-        "batch_size": 32,
-        "eval_batch_size": 256,
-        "optimizer": "adam",
-        "lr": 0.01,
-        "threshold_lr": 0.01,
-        "max_steps_per_epoch": 6,
-        "train_subset": 600,
-        "test_subset": 200,
-        "calib_batches": 2,
-        "progress": False,
-        "log_every": 1,
-        "quantize": True,
-    },
-    "quant": {"budget": 5.0, "hardware": {"rows": 4, "cols": 4}},
-}
 
 GARBAGE = b"\xff\xfe\x00\x9c" * 16  # not UTF-8; as float32 these bytes are NaN
 
@@ -151,7 +130,7 @@ def _raises_naming(exc: type[Exception], path: Path, fn: Callable[[], Any]) -> s
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished 2-epoch QAT run: config.yaml, metrics.jsonl, summary.json, 2 checkpoints."""
     run = tmp_path_factory.mktemp("trained") / "run"
-    train(validate_run(TINY), run)
+    train(tiny_cfg(quantize=True), run)
     return run
 
 

@@ -40,7 +40,7 @@ from safetensors.torch import load, save_file
 
 from dynabit.config.io import ConfigError, read_mapping
 from dynabit.config.run import SECTIONS, RunConfig, save_run_config, validate_run
-from dynabit.utils.files import atomic_write_text
+from dynabit.utils.files import atomic_write_text, read_json
 
 CKPT_DIR = "checkpoints"
 LATEST = "latest"
@@ -307,16 +307,7 @@ def _is_layout(m: Any) -> bool:
 
 def _read_state(path: Path) -> dict[str, Any]:
     """``state.json``, checked against the layout :func:`save_checkpoint` writes."""
-    try:
-        meta = json.loads(path.read_bytes().decode())
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint file {str(path)!r} is missing") from None
-    except OSError as e:
-        raise CheckpointError(f"cannot read {str(path)!r}: {e}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(
-            f"{str(path)!r} is not valid JSON (truncated or corrupt): {e}"
-        ) from None
+    meta = read_json(path, CheckpointError, "checkpoint file")
     problem = _bad_meta(meta)
     if problem:
         raise CheckpointError(

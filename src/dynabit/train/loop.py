@@ -371,22 +371,20 @@ class Trainer:
             return
         path = self.rd.latest() if saved else self._save(epoch, step)
         where = f"epoch {epoch + 1}, step {step}"
-        if self.env.is_main:
-            err = TrainingInterrupted(signum, f"checkpoint {path} ({where})", path)
-        else:
-            err = TrainingInterrupted(signum, f"rank {self.env.rank} at {where}")
-        if self.env.is_main:
-            self.rd.log(
-                {
-                    "event": "interrupted",
-                    "signal": signum,
-                    "epoch": epoch,
-                    "step": step,
-                    "global_step": self.global_step,
-                    "time": time.time(),
-                }
-            )
-            log.warning("%s; continue with --resume", err)
+        if not self.env.is_main:
+            raise TrainingInterrupted(signum, f"rank {self.env.rank} at {where}")
+        self.rd.log(
+            {
+                "event": "interrupted",
+                "signal": signum,
+                "epoch": epoch,
+                "step": step,
+                "global_step": self.global_step,
+                "time": time.time(),
+            }
+        )
+        err = TrainingInterrupted(signum, f"checkpoint {path} ({where})", path)
+        log.warning("%s; continue with --resume", err)
         raise err
 
     def run(self) -> TrainResult:

@@ -9,7 +9,7 @@ from typing import Any
 
 from dynabit.config.run import RunConfig, save_run_config
 from dynabit.train.checkpoint import CKPT_DIR, latest_checkpoint, load_saved_config
-from dynabit.utils.files import atomic_write_text
+from dynabit.utils.files import atomic_write_text, read_json
 
 log = logging.getLogger(__name__)
 
@@ -184,14 +184,7 @@ class RunDir:
             return None
         where = str(self.summary_path)
         fix = "delete it and --resume to finish the run again"
-        try:
-            s = json.loads(self.summary_path.read_bytes().decode())
-        except OSError as e:
-            raise RunDirError(f"cannot read run summary {where!r}: {e}") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise RunDirError(
-                f"run summary {where!r} is not valid JSON (truncated or corrupt: {e}); {fix}"
-            ) from None
+        s = read_json(self.summary_path, RunDirError, "run summary", fix)
         if not isinstance(s, dict):
             raise RunDirError(f"run summary {where!r} is not a JSON object; {fix}")
         for k, kinds in SUMMARY_FIELDS.items():

@@ -1,10 +1,27 @@
-"""Atomic file writes: a reader never sees a half-written file."""
+"""Atomic file writes (a reader never sees a half-written file) and checked JSON reads."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
+
+
+def read_json(path: str | Path, error: type[Exception], what: str, fix: str = "") -> Any:
+    """Parse the JSON file ``path``; a missing, unreadable or damaged one raises ``error``
+    naming ``what`` and the file (``fix`` appended: what the user can do about it)."""
+    where = f"{what} {str(path)!r}"
+    tail = f"; {fix}" if fix else ""
+    try:
+        return json.loads(Path(path).read_bytes().decode())
+    except FileNotFoundError:
+        raise error(f"{where} is missing{tail}") from None
+    except OSError as e:
+        raise error(f"cannot read {where}: {e}{tail}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{where} is not valid JSON (truncated or corrupt: {e}){tail}") from None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
