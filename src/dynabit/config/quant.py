@@ -258,7 +258,7 @@ class QuantConfig(LayerQuantConfig):
         if not isinstance(data, dict):
             return data
         method = data.get("method", "dynabit")
-        if method not in METHOD_PRESETS:
+        if not isinstance(method, str) or method not in METHOD_PRESETS:
             return data  # the field validator reports it
         data = {**METHOD_PRESETS[method], **data}
         if method == "uniform" and data.get("uniform_bits") is None:
