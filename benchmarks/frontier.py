@@ -787,7 +787,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     args = resolve(build_parser().parse_args(raw))
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
     torch.set_num_threads(args.threads)
-    command = shlex.join(["python", SCRIPT, *_without(raw, {"--background": 0, "--workers": 1})])
+    rerun = {"--background": 0, "--workers": 1, "--report": 0, "--dry-run": 0}
+    command = shlex.join(["python", SCRIPT, *_without(raw, rerun)])
     points = plan(args)
     if args.background:
         launch_background(args, raw)
