@@ -20,6 +20,7 @@ import copy
 import itertools
 import json
 import os
+import signal
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -31,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from dynabit.config.io import read_mapping, validate
 from dynabit.config.run import RunConfig, validate_run
-from dynabit.train.interrupt import TrainingInterrupted, stop_on_signals
+from dynabit.train.interrupt import STOP_SIGNALS, TrainingInterrupted, stop_on_signals
 from dynabit.utils.files import atomic_write_text
 
 
@@ -102,6 +103,13 @@ def _train_point(cfg_data: dict[str, Any], run_dir: str) -> dict[str, Any]:
     return {"top1": final.top1, "b_avg": final.b_avg_macs, "run_dir": run_dir}
 
 
+def _ignore_stop_signals() -> None:
+    """Pool worker initializer: an idle worker ignores SIGINT/SIGTERM (a training point installs
+    its own handlers while it runs), so a stop never kills a worker between points."""
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+
+
 def _stop_workers(pending: set[Future], signum: int) -> None:
     """Cancel the points not started and pass the signal to the running ones, which
     checkpoint and stop (a worker that already got it from the terminal ignores the copy)."""
@@ -131,7 +139,9 @@ def run_sweep(
     signum = 0  # the signal that stops the sweep, once one arrives (here or in a worker)
     with (
         stop_on_signals("stopping every point at its next step, with a checkpoint") as stop,
-        ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool,
+        ProcessPoolExecutor(
+            max_workers=workers, mp_context=get_context("spawn"), initializer=_ignore_stop_signals
+        ) as pool,
     ):
         futures = {
             pool.submit(_train_point, cfg.model_dump(mode="json"), str(out / name)): (name, values)
