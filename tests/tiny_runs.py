@@ -5,9 +5,11 @@ A few steps of a narrow small CNN on 8x8 digits: seconds, yet it learns.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from dynabit.config.run import RunConfig, validate_run
+from dynabit.demo import DemoOptions
 
 TINY_TRAIN: dict[str, Any] = {
     "dataset": "digits",
@@ -34,4 +36,17 @@ def tiny_cfg(quant: dict[str, Any] | None = None, **train: Any) -> RunConfig:
     """A digits run config: ``train`` fields update the train section, ``quant`` the quant one."""
     return validate_run(
         {"train": {**TINY_TRAIN, **train}, "quant": {**TINY_QUANT, **(quant or {})}}
+    )
+
+
+def tiny_demo_options(run_dir: Path, sim_samples: int) -> DemoOptions:
+    """The main job on digits, one short epoch per stage: seconds."""
+    return DemoOptions(
+        run_dir=run_dir,
+        dataset="digits",
+        fp32_epochs=1,
+        qat_epochs=1,
+        max_steps_per_epoch=4,
+        sim_samples=sim_samples,
+        progress=False,
     )

@@ -2,10 +2,11 @@
 
 import json
 
+from tiny_runs import tiny_demo_options
 from typer.testing import CliRunner
 
 from dynabit.cli.main import app
-from dynabit.demo import DemoOptions, pick_dataset, run_demo, summary_table
+from dynabit.demo import pick_dataset, run_demo, summary_table
 
 ARTEFACTS = (
     "summary.json",
@@ -19,15 +20,7 @@ ARTEFACTS = (
 
 def test_demo_produces_every_artefact_and_passes_parity(tmp_path) -> None:
     run = tmp_path / "demo"
-    opts = DemoOptions(
-        run_dir=run,
-        dataset="digits",
-        fp32_epochs=1,
-        qat_epochs=1,
-        max_steps_per_epoch=4,
-        sim_samples=32,
-        progress=False,
-    )
+    opts = tiny_demo_options(run, sim_samples=32)
     summary = run_demo(opts)
     for name in ARTEFACTS:
         assert (run / name).is_file(), name

@@ -33,6 +33,16 @@ def _formula(model: nn.Module, size: int) -> dict[str, int]:
     return out
 
 
+def _calibrated_stats(pm: torch.nn.Module, x: torch.Tensor):
+    """Calibrate ``pm`` on ``x``, then the decision statistics of one eval forward over it."""
+    calibrate(pm, [x])
+    pm.eval()
+    reset_stats(pm)
+    with torch.no_grad():
+        pm(x)
+    return model_stats(pm)
+
+
 @pytest.mark.parametrize(("arch", "size"), [("small_cnn", 28), ("resnet20", 12)])
 def test_flop_counter_macs_match_the_formula(arch, size) -> None:
     model = build_model(arch, 1, 10, size, width=8)
@@ -51,12 +61,7 @@ def test_counted_macs_equal_the_budget_statistics(decision) -> None:
     macs = count_macs(fp32, torch.zeros(1, 1, 8, 8))
     pm = prepare(fp32, method_config("dynabit", 5.0, decision=decision))
     x = torch.randn(6, 1, 8, 8)
-    calibrate(pm, [x])
-    pm.eval()
-    reset_stats(pm)
-    with torch.no_grad():
-        pm(x)
-    stats = model_stats(pm)
+    stats = _calibrated_stats(pm, x)
     for name, s in stats.layers.items():
         assert s.macs / len(x) == macs[name]
     with pytest.raises(ValueError, match="float model"):
@@ -72,12 +77,7 @@ def test_bops_use_weight_bits_and_measured_activation_bits() -> None:
     reports = {}
     for method, budget in (("uniform", 4), ("uniform", 8), ("dynabit", 5.0)):
         pm = prepare(fp32, method_config(method, budget))
-        calibrate(pm, [x])
-        pm.eval()
-        reset_stats(pm)
-        with torch.no_grad():
-            pm(x)
-        stats = model_stats(pm)
+        stats = _calibrated_stats(pm, x)
         rep = model_bops(macs, pm, stats)
         reports[(method, budget)] = rep
         assert rep.macs == sum(macs.values())

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_runs import tiny_demo_options
 
-from dynabit.demo import DemoOptions, run_demo
+from dynabit.demo import run_demo
 from dynabit.reports import write_report
 
 
@@ -14,15 +15,5 @@ def report_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """``(run_dir, report.html)`` of a tiny demo run."""
     torch.set_num_threads(1)
     run = tmp_path_factory.mktemp("report") / "demo"
-    run_demo(
-        DemoOptions(
-            run_dir=run,
-            dataset="digits",
-            fp32_epochs=1,
-            qat_epochs=1,
-            max_steps_per_epoch=4,
-            sim_samples=16,
-            progress=False,
-        )
-    )
+    run_demo(tiny_demo_options(run, sim_samples=16))
     return run, write_report(run, samples=4, eval_subset=128)
