@@ -76,8 +76,20 @@ def simulate_command(
     ] = None,
     data_dir: Annotated[str | None, typer.Option(help="Directory of the dataset.")] = None,
     images: Annotated[int, typer.Option(min=1, help="Test images for real masks.")] = 64,
+    topology: Annotated[
+        Path | None, typer.Option(help="SCALE-Sim topology CSV (with --scalesim-config).")
+    ] = None,
+    scalesim_config: Annotated[
+        Path | None, typer.Option(help="SCALE-Sim .cfg file (with --topology).")
+    ] = None,
+    report_dir: Annotated[
+        Path | None, typer.Option(help="Folder for SCALE-Sim-style CSV reports.")
+    ] = None,
 ) -> None:
     """Simulate a network with real or synthetic masks and compare it with the baselines."""
+    if topology is not None or scalesim_config is not None:
+        _scalesim(topology, scalesim_config, report_dir)
+        return
     from dynabit.config.hardware import HardwareConfig
     from dynabit.config.io import ConfigError, load, validate
     from dynabit.hardware import (
@@ -149,6 +161,24 @@ def simulate_command(
         for fmt in wanted:
             writers[fmt](result, out / f"simulate.{fmt}")
         typer.echo(f"wrote {', '.join(f'simulate.{f}' for f in wanted)} to {out}")
+
+
+def _scalesim(topology: Path | None, cfg: Path | None, report_dir: Path | None) -> None:
+    """``--topology`` + ``--scalesim-config``: a SCALE-Sim run in dense mode, its reports."""
+    from dynabit.hardware import to_markdown
+    from dynabit.hardware.scalesim import simulate_scalesim
+
+    if topology is None or cfg is None:
+        typer.echo("error: --topology and --scalesim-config go together; give both", err=True)
+        raise typer.Exit(2)
+    try:
+        result = simulate_scalesim(topology, cfg, report_dir)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(to_markdown(result))
+    if report_dir is not None:
+        typer.echo(f"wrote SCALE-Sim reports to {report_dir}")
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
