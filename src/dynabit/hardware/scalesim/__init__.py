@@ -15,7 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from dynabit.hardware.scalesim.cfg import ScaleSimConfig, ScaleSimConfigError, parse_cfg, read_cfg
-from dynabit.hardware.scalesim.reports import REPORT_FILES, layer_reports, read_report, write_reports
+from dynabit.hardware.scalesim.reports import (
+    REPORT_FILES,
+    layer_reports,
+    read_report,
+    write_reports,
+)
 from dynabit.hardware.scalesim.topology import (
     TopologyError,
     TopologyLayer,

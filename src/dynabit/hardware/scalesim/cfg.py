@@ -105,7 +105,9 @@ def parse_cfg(text: str, source: str = "<cfg>") -> ScaleSimConfig:
         cp.read_string(text, source=source)
     except configparser.Error as e:
         line = getattr(e, "lineno", 1) or 1
-        raise ScaleSimConfigError(f"{source}:{line}:1: not a valid .cfg file ({e.message})") from None
+        raise ScaleSimConfigError(
+            f"{source}:{line}:1: not a valid .cfg file ({e.message})"
+        ) from None
 
     def get(section: str, key: str, default: str | None = None) -> tuple[str, str]:
         line, col = _locate(lines, section, key)

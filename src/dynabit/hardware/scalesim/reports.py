@@ -80,12 +80,38 @@ def layer_reports(res: SimResult) -> dict[str, list[list[object]]]:
             [i, total + prefetch, total, stall, overall, mapping, compute_util]
         )
         out["BANDWIDTH_REPORT.csv"].append(
-            [i, if_reads / span, f_reads / span, of_writes / span,
-             d_if / (span + prefetch), d_f / (span + prefetch), d_of / span]
+            [
+                i,
+                if_reads / span,
+                f_reads / span,
+                of_writes / span,
+                d_if / (span + prefetch),
+                d_f / (span + prefetch),
+                d_of / span,
+            ]
         )
         out["DETAILED_ACCESS_REPORT.csv"].append(
-            [i, 0, total, int(if_reads), 0, total, int(f_reads), 0, total, int(of_writes),
-             -prefetch, total, int(d_if), -prefetch, total, int(d_f), 0, total, int(d_of)]
+            [
+                i,
+                0,
+                total,
+                int(if_reads),
+                0,
+                total,
+                int(f_reads),
+                0,
+                total,
+                int(of_writes),
+                -prefetch,
+                total,
+                int(d_if),
+                -prefetch,
+                total,
+                int(d_f),
+                0,
+                total,
+                int(d_of),
+            ]
         )
     return out
 
@@ -96,7 +122,9 @@ def write_reports(res: SimResult, folder: str | Path) -> list[Path]:
 
     d = Path(folder)
     d.mkdir(parents=True, exist_ok=True)
-    headers = dict(zip(REPORT_FILES, (COMPUTE_HEADER, BANDWIDTH_HEADER, DETAIL_HEADER), strict=True))
+    headers = dict(
+        zip(REPORT_FILES, (COMPUTE_HEADER, BANDWIDTH_HEADER, DETAIL_HEADER), strict=True)
+    )
     paths = []
     for name, rows in layer_reports(res).items():
         text = "\n".join([headers[name], *(_line(row) for row in rows)]) + "\n"

@@ -1,8 +1,9 @@
 """SCALE-Sim topology CSVs (v2/v3, conv and GEMM forms) to and from ``LayerShape`` lists.
 
-Conv form, one layer per row after a header::
+Conv form, one layer per row after a header (one line in the file)::
 
-    Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,
+    Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter,
+    Strides,
 
 SCALE-Sim's ifmap sizes already include any padding, so a layer becomes a ``LayerShape`` with
 padding 0 and ``out = floor((H - R) / stride) + 1``; a ninth field (``N:M`` sparsity) is read
@@ -94,7 +95,9 @@ def detect_form(header: Sequence[str]) -> Form:
     return "gemm" if keys == ["M", "N", "K"] else "conv"
 
 
-def parse_topology(text: str, source: str = "<topology>", form: Form | None = None) -> list[TopologyLayer]:
+def parse_topology(
+    text: str, source: str = "<topology>", form: Form | None = None
+) -> list[TopologyLayer]:
     """Parse topology CSV text (the first non-blank line is the header)."""
     lines = text.splitlines()
     rows = [(i + 1, _fields(ln)) for i, ln in enumerate(lines) if ln.strip()]
@@ -182,10 +185,19 @@ def format_topology(layers: Sequence[TopologyLayer]) -> str:
     out = [", ".join(CONV_HEADER) + ","]
     for layer in layers:
         if layer.stride_h != layer.stride_w:
-            raise ValueError(f"layer {layer.name!r}: SCALE-Sim rows have one stride, got "
-                             f"{layer.stride_h}x{layer.stride_w}")
-        vals = (layer.ifmap_h, layer.ifmap_w, layer.filter_h, layer.filter_w, layer.channels,
-                layer.filters, layer.stride_h)
+            raise ValueError(
+                f"layer {layer.name!r}: SCALE-Sim rows have one stride, got "
+                f"{layer.stride_h}x{layer.stride_w}"
+            )
+        vals = (
+            layer.ifmap_h,
+            layer.ifmap_w,
+            layer.filter_h,
+            layer.filter_w,
+            layer.channels,
+            layer.filters,
+            layer.stride_h,
+        )
         out.append(", ".join([layer.name, *map(str, vals)]) + ",")
     return "\n".join(out) + "\n"
 
@@ -196,5 +208,6 @@ def from_shape(shape: LayerShape) -> TopologyLayer:
         raise ValueError(f"layer {shape.name!r}: SCALE-Sim rows cannot express groups or dilation")
     h = shape.in_hw[0] + 2 * shape.padding[0]
     w = shape.in_hw[1] + 2 * shape.padding[1]
-    return TopologyLayer(shape.name, h, w, *shape.kernel, shape.in_channels, shape.out_channels,
-                         *shape.stride)
+    return TopologyLayer(
+        shape.name, h, w, *shape.kernel, shape.in_channels, shape.out_channels, *shape.stride
+    )
