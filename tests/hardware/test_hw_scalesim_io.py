@@ -168,7 +168,9 @@ def test_reports_keep_scalesim_columns_and_dense_cycles(tmp_path, df):
     (tmp_path / "t.csv").write_text(CONV)
     (tmp_path / "a.cfg").write_text(CFG.format(df=df))
     res = simulate_scalesim(tmp_path / "t.csv", tmp_path / "a.cfg", tmp_path / "rep")
-    for name, header in zip(REPORT_FILES, (COMPUTE_HEADER, BANDWIDTH_HEADER, DETAIL_HEADER)):
+    for name, header in zip(
+        REPORT_FILES, (COMPUTE_HEADER, BANDWIDTH_HEADER, DETAIL_HEADER), strict=True
+    ):
         text = (tmp_path / "rep" / name).read_text()
         assert text.splitlines()[0] == header
         assert all(line.endswith(",") for line in text.splitlines())
@@ -176,7 +178,9 @@ def test_reports_keep_scalesim_columns_and_dense_cycles(tmp_path, df):
     assert cols == header_columns(COMPUTE_HEADER) and len(cols) == 7
     assert cols[:4] == ["LayerID", "Total Cycles (incl. prefetch)", "Total Cycles", "Stall Cycles"]
     hw = read_cfg(tmp_path / "a.cfg").hardware()
-    for row, s, stall in zip(rows, topology_shapes(tmp_path / "t.csv"), res.stall_cycles[:, 0]):
+    for row, s, stall in zip(
+        rows, topology_shapes(tmp_path / "t.csv"), res.stall_cycles[:, 0], strict=True
+    ):
         assert row[2] - row[3] == dense_formula(s, hw)  # total - stall = SCALE-Sim's compute
         assert row[3] == stall
     cols_d, rows_d = read_report(tmp_path / "rep" / "DETAILED_ACCESS_REPORT.csv")
