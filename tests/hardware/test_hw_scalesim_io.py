@@ -189,19 +189,7 @@ def test_reports_keep_scalesim_columns_and_dense_cycles(tmp_path, df):
 
 
 def test_cli_flags_end_to_end(tmp_path):
-    (tmp_path / "t.csv").write_text(CONV)
-    (tmp_path / "a.cfg").write_text(CFG.format(df="os"))
-    res = runner_invoke(
-        [
-            "simulate",
-            "--topology",
-            str(tmp_path / "t.csv"),
-            "--scalesim-config",
-            str(tmp_path / "a.cfg"),
-            "--report-dir",
-            str(tmp_path / "out"),
-        ]
-    )
+    res = _run_files(tmp_path, CONV, "--report-dir", str(tmp_path / "out"))
     assert res.exit_code == 0, res.output
     assert "Conv1" in res.output and "Conv2" in res.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
@@ -210,21 +198,18 @@ def test_cli_flags_end_to_end(tmp_path):
 
 
 def test_cli_bad_row_is_one_error_line_exit_2(tmp_path):
-    (tmp_path / "t.csv").write_text(CONV.replace("Conv2, 9,", "Conv2, nine,"))
-    (tmp_path / "a.cfg").write_text(CFG.format(df="os"))
-    res = runner_invoke(
-        [
-            "simulate",
-            "--topology",
-            str(tmp_path / "t.csv"),
-            "--scalesim-config",
-            str(tmp_path / "a.cfg"),
-        ]
-    )
+    res = _run_files(tmp_path, CONV.replace("Conv2, 9,", "Conv2, nine,"))
     assert res.exit_code == 2
     assert f"error: {tmp_path / 't.csv'}:3:2: IFMAP Height" in res.output
     res = runner_invoke(["simulate", "--topology", str(tmp_path / "t.csv")])
     assert res.exit_code == 2 and "give both" in res.output
+
+
+def _run_files(tmp_path, topo: str, *extra: str):
+    (tmp_path / "t.csv").write_text(topo)
+    (tmp_path / "a.cfg").write_text(CFG.format(df="os"))
+    args = ["--topology", str(tmp_path / "t.csv"), "--scalesim-config", str(tmp_path / "a.cfg")]
+    return runner_invoke(["simulate", *args, *extra])
 
 
 def runner_invoke(args: list[str]):
