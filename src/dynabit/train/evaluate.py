@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from dynabit.train.distributed import (
     init_distributed,
     shutdown,
 )
-from dynabit.train.rundir import final_stage_dir
+from dynabit.train.rundir import resolve_run
 
 
 @dataclass
@@ -178,7 +179,10 @@ def load_model(path: str | Path) -> tuple[nn.Module, RunConfig, Path]:
     Quantized runs are rebuilt with ``prepare`` and loaded from the saved state (scales and
     thresholds included), so no calibration is needed.
     """
-    ck = load_checkpoint(final_stage_dir(path), training_state=False)
+    run, note = resolve_run(path)
+    if note:
+        logging.getLogger(__name__).info(note)
+    ck = load_checkpoint(run, training_state=False)
     if ck.config is None:
         raise CheckpointError(f"checkpoint {str(ck.path)!r} has no config.yaml beside it")
     cfg = ck.config
