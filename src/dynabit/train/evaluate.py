@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from dynabit.config.run import RunConfig
 from dynabit.data.base import DatasetInfo, ImageDataset, check_finite
@@ -26,6 +25,7 @@ from dynabit.train.distributed import (
     shutdown,
 )
 from dynabit.train.rundir import resolve_run
+from dynabit.utils.progress import progress_bar
 
 
 @dataclass
@@ -118,7 +118,11 @@ def evaluate(
     sums = torch.zeros(3, dtype=torch.float64)  # correct, loss sum, samples
     try:
         batches = iterate_batches(dataset, sampler, batch_size)
-        for x, y in tqdm(batches, desc="eval", leave=False, disable=not (progress and env.is_main)):
+        total = -(-len(sampler) // batch_size)  # the bar shows a total and a time left
+        bar = progress_bar(
+            batches, desc="eval", total=total, leave=False, disable=not (progress and env.is_main)
+        )
+        for x, y in bar:
             if not isinstance(images, torch.Tensor):
                 check_finite(x, f"a batch of {_describe(dataset)}")
             logits = model(x)
