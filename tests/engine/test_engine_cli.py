@@ -70,5 +70,16 @@ def test_user_errors_exit_2(run_dir: Path, app: typer.Typer, tmp_path: Path) -> 
     assert res.exit_code == 2 and "truncated" in res.output
     res = runner.invoke(app, ["export", str(tmp_path / "nowhere"), "-p", str(tmp_path / "x")])
     assert res.exit_code == 2 and "error:" in res.output
-    res = runner.invoke(app, ["export", str(run_dir)])
-    assert res.exit_code == 2 and "nothing to write" in res.output
+    res = runner.invoke(app, ["export", str(tmp_path / "nowhere")])  # no defaults to write to
+    assert res.exit_code == 2 and res.output.startswith("error:") and "nowhere" in res.output
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_export_without_outputs_writes_both_into_the_run(run_dir: Path, app: typer.Typer) -> None:
+    res = CliRunner().invoke(app, ["export", str(run_dir), "--subset", "20"])
+    assert res.exit_code == 0, res.output
+    assert (run_dir / "program.safetensors").is_file() and (run_dir / "model.onnx").is_file()
+    assert "check    OK" in res.output
+    res = CliRunner().invoke(app, ["run-int", str(run_dir), "--subset", "20", "--no-trace"])
+    assert res.exit_code == 0, res.output
+    assert f"program     {run_dir / 'program.safetensors'}" in res.output

@@ -2,10 +2,11 @@
 
 Wire them into the main app with ``register(app)``.
 
-- ``dynabit export RUN --program model.safetensors --onnx model.onnx`` converts a trained
-  (QAT) run or checkpoint, lowers it to an integer program and writes the program and/or an
-  ONNX model; with ``--onnx`` the model is run by onnxruntime against the engine on the test
-  set (``--no-check`` skips it). ``RUN`` may also be a program file (to make its ONNX form).
+- ``dynabit export RUN`` converts a trained (QAT) run or checkpoint (or the QAT model of a
+  ``dynabit demo`` directory), lowers it to an integer program and writes the program and an
+  ONNX model into ``RUN`` (``--program``/``--onnx`` choose the files, or only one of them);
+  the ONNX model is run by onnxruntime against the engine on the test set (``--no-check``
+  skips it). ``RUN`` may also be a program file (to make its ONNX form).
 - ``dynabit run-int model.safetensors`` evaluates the program with the integer engine on a
   test set: top-1, measured ``B_avg``; it writes the trace (decisions and MAC counts).
 """
@@ -13,29 +14,15 @@ Wire them into the main app with ``register(app)``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-EXIT_USAGE = 2
+from dynabit.cli.errors import EXIT_FAILED, fail, user_errors
 
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """The main app's user errors, plus the engine's, as ``error: ...`` and exit status 2."""
-    from dynabit.cli.main import user_errors
-    from dynabit.engine import EngineError, ProgramFormatError, UnsupportedLayerError
-    from dynabit.export import OnnxExportError
-
-    with user_errors():
-        try:
-            yield
-        except (ProgramFormatError, UnsupportedLayerError, OnnxExportError, EngineError) as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(EXIT_USAGE) from None
+PROGRAM_NAME = "program.safetensors"
+ONNX_NAME = "model.onnx"
 
 
 def _is_program(path: Path) -> bool:
@@ -58,11 +45,21 @@ def _test_set(
     meta = program.meta
     name = dataset or meta.get("dataset")
     if name is None:
-        raise typer.BadParameter("the program does not say its dataset: pass --dataset")
+        fail(f"the program {str(source)!r} does not say its dataset: pass --dataset")
     ddir = data_dir if data_dir is not None else (meta.get("data_dir") if dataset is None else None)
     test = load_dataset(name, "test", ddir, subset)
     check_dataset_for_program(test, program, source)
     return test
+
+
+def default_outputs(path: Path, from_program: bool) -> tuple[Path | None, Path]:
+    """Where ``dynabit export PATH`` writes without ``--program``/``--onnx``: both files in the
+    run directory given (``program.safetensors``, ``model.onnx``); for a program file, its ONNX
+    form beside it."""
+    if from_program:
+        return None, path.with_suffix(".onnx")
+    base = path if path.is_dir() else path.parent
+    return base / PROGRAM_NAME, base / ONNX_NAME
 
 
 def export_command(
@@ -90,14 +87,18 @@ def export_command(
     ),
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Export a trained quantized model as an integer program and/or ONNX."""
+    """Export a trained quantized model as an integer program and/or ONNX.
+
+    Without --program/--onnx both are written into the run directory given
+    (program.safetensors, model.onnx)."""
     from dynabit.engine import load_program, lower_checkpoint
 
-    if program_out is None and onnx_out is None:
-        raise typer.BadParameter("nothing to write: give --program and/or --onnx")
     result: dict[str, Any] = {}
-    with _errors():
-        program = load_program(path) if _is_program(path) else lower_checkpoint(path)
+    with user_errors():
+        from_program = _is_program(path)
+        if program_out is None and onnx_out is None:
+            program_out, onnx_out = default_outputs(path, from_program)
+        program = load_program(path) if from_program else lower_checkpoint(path)
         result["layers"] = len(program.layer_ops())
         result["dynamic_layers"] = len(program.dynamic_ops())
         if program_out is not None:
@@ -128,11 +129,14 @@ def export_command(
             f"max |diff| {c['max_diff_steps']:.3g} dequantization steps"
         )
         if not c["ok"]:
-            raise typer.Exit(1)
+            raise typer.Exit(EXIT_FAILED)
 
 
 def run_int_command(
-    program_path: Annotated[Path, typer.Argument(help="Integer program (dynabit export -p).")],
+    program_path: Annotated[
+        Path,
+        typer.Argument(help="Integer program (dynabit export), or the run directory holding it."),
+    ],
     dataset: Annotated[str | None, typer.Option(help="Dataset (default: the program's).")] = None,
     data_dir: Annotated[str | None, typer.Option(help="Dataset directory.")] = None,
     subset: Annotated[int | None, typer.Option(min=1, help="Only the first N test samples.")] = (
@@ -151,7 +155,9 @@ def run_int_command(
     """Evaluate an integer program with the integer engine: top-1, B_avg, trace."""
     from dynabit.engine import evaluate_program, load_program
 
-    with _errors():
+    if program_path.is_dir() and (program_path / PROGRAM_NAME).is_file():
+        program_path = program_path / PROGRAM_NAME  # what `dynabit export RUN` wrote
+    with user_errors():
         program = load_program(program_path)
         test = _test_set(dataset, data_dir, subset, program, program_path)
         ev = evaluate_program(program, test.images, test.labels, batch_size=batch_size)

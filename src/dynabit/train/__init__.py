@@ -18,7 +18,7 @@ from dynabit.train.interrupt import TrainingInterrupted
 from dynabit.train.loop import Trainer, TrainResult, train
 from dynabit.train.optim import build_optimizer, build_scheduler, param_groups
 from dynabit.train.pipeline import run_training, stage_configs, train_two_stage
-from dynabit.train.rundir import RunDir, RunDirError
+from dynabit.train.rundir import RunDir, RunDirError, resolve_run
 
 __all__ = [
     "Checkpoint",
@@ -41,6 +41,7 @@ __all__ = [
     "load_model",
     "load_model_state",
     "param_groups",
+    "resolve_run",
     "run_training",
     "save_checkpoint",
     "stage_configs",

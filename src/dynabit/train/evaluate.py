@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -11,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from dynabit.config.run import RunConfig
 from dynabit.data.base import DatasetInfo, ImageDataset, check_finite
@@ -24,7 +24,8 @@ from dynabit.train.distributed import (
     init_distributed,
     shutdown,
 )
-from dynabit.train.rundir import final_stage_dir
+from dynabit.train.rundir import resolve_run
+from dynabit.utils.progress import progress_bar
 
 
 @dataclass
@@ -117,7 +118,11 @@ def evaluate(
     sums = torch.zeros(3, dtype=torch.float64)  # correct, loss sum, samples
     try:
         batches = iterate_batches(dataset, sampler, batch_size)
-        for x, y in tqdm(batches, desc="eval", leave=False, disable=not (progress and env.is_main)):
+        total = -(-len(sampler) // batch_size)  # the bar shows a total and a time left
+        bar = progress_bar(
+            batches, desc="eval", total=total, leave=False, disable=not (progress and env.is_main)
+        )
+        for x, y in bar:
             if not isinstance(images, torch.Tensor):
                 check_finite(x, f"a batch of {_describe(dataset)}")
             logits = model(x)
@@ -178,7 +183,10 @@ def load_model(path: str | Path) -> tuple[nn.Module, RunConfig, Path]:
     Quantized runs are rebuilt with ``prepare`` and loaded from the saved state (scales and
     thresholds included), so no calibration is needed.
     """
-    ck = load_checkpoint(final_stage_dir(path), training_state=False)
+    run, note = resolve_run(path)
+    if note:
+        logging.getLogger(__name__).info(note)
+    ck = load_checkpoint(run, training_state=False)
     if ck.config is None:
         raise CheckpointError(f"checkpoint {str(ck.path)!r} has no config.yaml beside it")
     cfg = ck.config

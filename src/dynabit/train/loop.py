@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from dynabit.config.io import ConfigError
 from dynabit.config.run import RunConfig
@@ -55,6 +54,7 @@ from dynabit.train.evaluate import (
 from dynabit.train.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
 from dynabit.train.optim import build_optimizer, build_scheduler
 from dynabit.train.rundir import RunDir
+from dynabit.utils.progress import progress_bar
 
 log = logging.getLogger("dynabit.train")
 
@@ -128,7 +128,9 @@ class Trainer:
         resume: bool = False,
         env: DistEnv | None = None,
         step_hook: StepHook | None = None,
+        label: str = "",
     ) -> None:
+        self.label = f"{label}, " if label else ""  # e.g. "FP32 pretraining" in the bars
         self.rd = RunDir(run_dir)
         self.env = env or DistEnv()
         self.step_hook = step_hook
@@ -303,10 +305,10 @@ class Trainer:
                 _restore_counters(self.model, self._resume_rank)
             self._resume_rank = None
         self.sampler.set_position(epoch, self.step)
-        bar = tqdm(
+        bar = progress_bar(
             total=self.steps_per_epoch,
             initial=self.step,
-            desc=f"epoch {epoch + 1}/{t.epochs}",
+            desc=f"{self.label}epoch {epoch + 1}/{t.epochs}",
             leave=False,
             disable=not (t.progress and env.is_main),
         )

@@ -11,12 +11,15 @@ Each stage resumes on its own; a finished stage (it has ``summary.json``) is not
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from dynabit.config.run import RunConfig
 from dynabit.train.distributed import DistEnv, barrier, init_distributed, shutdown
 from dynabit.train.loop import StepHook, Trainer, TrainResult
 from dynabit.train.rundir import FP32_STAGE, QAT_STAGE, RunDir
+
+log = logging.getLogger("dynabit.train")
 
 
 def stage_configs(cfg: RunConfig, run_dir: str | Path) -> dict[str, RunConfig]:
@@ -27,6 +30,13 @@ def stage_configs(cfg: RunConfig, run_dir: str | Path) -> dict[str, RunConfig]:
         train=cfg.train.model_copy(update={"init_from": str(fp32_dir)}), quant=cfg.quant
     )
     return {FP32_STAGE: fp32, QAT_STAGE: qat}
+
+
+def stage_label(stage: str, cfg: RunConfig) -> str:
+    """What a stage is called in logs and bars: ``FP32 pretraining``, ``QAT at budget 5``."""
+    if stage == FP32_STAGE or not cfg.train.quantize:
+        return "FP32 pretraining"
+    return f"QAT at budget {cfg.quant.budget:g}"
 
 
 def _finished(stage_dir: Path) -> TrainResult | None:
@@ -70,9 +80,16 @@ def train_two_stage(
     for stage, stage_cfg in stage_configs(cfg, run_dir).items():
         stage_dir = rd.path / stage
         done = _finished(stage_dir) if resume else None
+        label = stage_label(stage, stage_cfg)
         if done is None:
-            trainer = Trainer(stage_cfg, stage_dir, resume=resume, env=env, step_hook=step_hook)
+            if env.is_main:
+                log.info("%s: %d epochs in %s", label, stage_cfg.train.epochs, stage_dir)
+            trainer = Trainer(
+                stage_cfg, stage_dir, resume=resume, env=env, step_hook=step_hook, label=label
+            )
             done = trainer.run()
+        elif env.is_main:
+            log.info("%s: already done, reusing %s (top-1 %.2f %%)", label, stage_dir, done.top1)
         results[stage] = done
     return results
 

@@ -40,6 +40,29 @@ def final_stage_dir(path: str | Path) -> Path:
     return p
 
 
+# Where ``dynabit demo`` puts its two-stage training run inside its own directory.
+DEMO_TRAIN = "train"
+
+
+def resolve_run(path: str | Path) -> tuple[Path, str | None]:
+    """The trained run that ``path`` names, and a note when it is not ``path`` itself.
+
+    Accepts a run directory, a two-stage run (its QAT stage is chosen), the directory of
+    ``dynabit demo`` (its ``train/qat`` run is chosen) or a checkpoint folder; anything else is
+    returned unchanged for the loader to refuse with its own message.
+    """
+    p = Path(path)
+    if (p / CKPT_DIR).is_dir() or (p / "model.safetensors").is_file():
+        return p, None
+    for sub in (Path(QAT_STAGE), Path(DEMO_TRAIN) / QAT_STAGE):
+        if (p / sub / CKPT_DIR).is_dir():
+            return p / sub, f"using the QAT model of {str(p)!r}: {str(p / sub)!r}"
+    if (p / DEMO_TRAIN / FP32_STAGE / CKPT_DIR).is_dir():
+        q = p / DEMO_TRAIN / FP32_STAGE
+        return q, f"{str(p)!r} has no QAT run yet; using its FP32 run {str(q)!r}"
+    return p, None
+
+
 class RunDirError(ValueError):
     """A run directory that cannot be used as asked (e.g. not empty without ``--resume``)."""
 
