@@ -78,6 +78,31 @@ def test_models_engine_equals_frozen_model(name, size, decision, score) -> None:
     assert float((y_float - y).abs().max()) <= 0.25 * float(y_float.abs().max()) + 1e-6
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"decision": "output", "score": "max", "enforce_bounds": True},
+        {"decision": "input", "score": "mean"},
+        {"hi_bits": 3, "budget": 4.5, "midpoint": True},  # B = 8 split 3 + 5
+        {"method": "uniform", "budget": 4},
+    ],
+)
+def test_mobilenet_v2_engine_equals_frozen_model(fields) -> None:
+    """Depthwise convs, linear bottlenecks (signed codes) and residual adds, bit-exact."""
+    torch.manual_seed(0)
+    model = _randomize_bn(build_model("mobilenet_v2", 1, 10, 12, width=8))
+    pm = prepare(model, QuantConfig(hardware=HW, **fields))
+    x = torch.randn(6, 1, 12, 12)
+    calibrate(pm, [x])
+    fm = convert(pm, strict=True)
+    program = lower(fm, (1, 12, 12))
+    assert any(op.attrs.get("groups", 1) > 1 for op in program.ops)  # depthwise reached it
+    assert any(op.kind == "add" for op in program.ops)
+    bad_codes, bad_masks, logits, y = _mismatches(fm, x)
+    assert (bad_codes, bad_masks) == (0, 0)
+    assert torch.equal(logits.to(y.dtype), y)
+
+
 def _digits_cnn() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """A small CNN trained on sklearn's digits: FP32, calibration, a little QAT."""
     model, train, test = fp32_digits_cnn()

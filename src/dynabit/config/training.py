@@ -20,7 +20,7 @@ class TrainConfig(BaseModel):
     data_dir: str | None = Field(None, description="Dataset directory; None: the default place.")
     train_subset: int | None = Field(None, ge=1, description="Use only the first N train samples.")
     test_subset: int | None = Field(None, ge=1, description="Use only the first N test samples.")
-    model: Literal["small_cnn", "resnet20", "resnet18"] = "small_cnn"
+    model: Literal["small_cnn", "resnet20", "resnet18", "mobilenet_v2"] = "small_cnn"
     width: int | None = Field(
         None, ge=1, le=512, description="Base channel width; None: the model's default."
     )

@@ -6,6 +6,7 @@ from dynabit.models.efficientnet_lite import (
     load_efficientnet_lite0_pretrained,
 )
 from dynabit.models.layers import Add, ConvBNReLU, init_weights
+from dynabit.models.mobilenet_v2 import InvertedResidual, MobileNetV2, mobilenet_v2
 from dynabit.models.registry import DEFAULT_WIDTHS, MODEL_NAMES, build_model
 from dynabit.models.resnet import BasicBlock, ResNet, resnet18, resnet20
 from dynabit.models.small_cnn import SmallCNN
@@ -17,12 +18,15 @@ __all__ = [
     "BasicBlock",
     "ConvBNReLU",
     "EfficientNetLite",
+    "InvertedResidual",
+    "MobileNetV2",
     "ResNet",
     "SmallCNN",
     "build_model",
     "efficientnet_lite0",
     "init_weights",
     "load_efficientnet_lite0_pretrained",
+    "mobilenet_v2",
     "resnet18",
     "resnet20",
 ]
