@@ -101,7 +101,7 @@ def test_small_cnn_head_grid(size: int) -> None:
 def test_unknown_model_lists_allowed() -> None:
     with pytest.raises(ValueError, match="allowed: small_cnn, resnet20, resnet18"):
         build_model("vgg16", 3, 10, 32)
-    assert MODEL_NAMES == ("small_cnn", "resnet20", "resnet18")
+    assert MODEL_NAMES == ("small_cnn", "resnet20", "resnet18", "mobilenet_v2")
 
 
 def test_small_cnn_is_cheap() -> None:

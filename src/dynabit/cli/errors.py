@@ -14,9 +14,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-import click
 import typer
 from typer.core import TyperGroup
+
+try:  # typer >= 0.2x parses with its own copy of click; older releases with click itself
+    from typer._click import exceptions as click_errors
+    from typer.exceptions import Abort
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import exceptions as click_errors
+    from click.exceptions import Abort
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # a check ran and failed (parity, ONNX agreement)
@@ -113,16 +119,16 @@ class OneLineErrors(TyperGroup):
                 standalone_mode=False,
                 **extra,
             )
-        except click.exceptions.NoArgsIsHelpError as e:
+        except click_errors.NoArgsIsHelpError as e:
             typer.echo(e.format_message())
             code = EXIT_OK
-        except click.ClickException as e:
+        except click_errors.ClickException as e:
             hint = ""
-            if isinstance(e, click.UsageError) and e.ctx is not None:
+            if isinstance(e, click_errors.UsageError) and e.ctx is not None:
                 hint = f" (see: {e.ctx.command_path} --help)"
             typer.echo(f"error: {_one_line(e.format_message())}{hint}", err=True)
             code = e.exit_code
-        except click.Abort:
+        except Abort:
             typer.echo("aborted", err=True)
             code = EXIT_FAILED
         code = code if isinstance(code, int) else EXIT_OK
