@@ -30,6 +30,7 @@ from dynabit.hardware.traffic import DRAM_KEYS, SRAM_KEYS, Precision, layer_traf
 Mode = Literal["dense", "uniform", "high", "dynamic", "element", "region", "bitparallel"]
 MODES: tuple[str, ...] = ("dense", "uniform", "high", "dynamic", "element", "region", "bitparallel")
 MASKED_MODES = ("dynamic", "element", "region")
+MEMORY_MODELS = ("dynabit", "scalesim")  # see docs/hardware.md, "Memory models"
 
 
 def precision_for(shape: LayerShape, mode: str, hw: HardwareConfig) -> Precision:
@@ -173,17 +174,25 @@ def simulate(
     hw: HardwareConfig | None = None,
     mode: Mode = "dynamic",
     samples: int | None = None,
+    memory: str = "dynabit",
 ) -> SimResult:
     """Simulate ``shapes`` on ``hw`` in ``mode``; masked modes need ``masks`` for dynamic layers.
 
     Masks are ``dict[layer name -> bool array]`` with one leading sample axis; all samples
     are simulated at once. Unmasked modes simulate ``samples`` identical samples (default 1).
+    ``memory="scalesim"`` (dense mode only) takes the stalls from SCALE-Sim 3.0.0's
+    double-buffered scratchpads (:mod:`dynabit.hardware.scalesim.memory`) instead of ours.
     """
     hw = hw or HardwareConfig()
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; allowed: {MODES}")
     if not shapes:
         raise ValueError("no layers to simulate")
+    if memory not in MEMORY_MODELS or (memory == "scalesim" and mode != "dense"):
+        raise ValueError(
+            f"memory model {memory!r} with mode {mode!r}: allowed {MEMORY_MODELS}, 'scalesim' "
+            "only with mode 'dense'"
+        )
     if mode in MASKED_MODES:
         if masks is None:
             raise ValueError(f"mode {mode!r} needs masks for the dynamic layers")
@@ -211,6 +220,10 @@ def simulate(
         comp[i] = cyc + lp.epilogue - 1
         tr = layer_traffic(shape, plan, hw, lp, prec)
         stall[i] = stall_cycles(tr.dram_total, comp[i], hw)
+        if memory == "scalesim":
+            from dynabit.hardware.scalesim.memory import scalesim_stalls
+
+            stall[i] = scalesim_stalls(shape, hw)
         macs[i] = shape.macs * prec.c_hi + lp.lo_macs
         refined[i] = lp.refined if prec.c_lo else 0.0
         bits_avg[i] = prec.hi_bits + refined[i] * prec.lo_bits

@@ -36,12 +36,19 @@ EXAMPLES = Path(__file__).resolve().parent / "examples"
 
 
 def simulate_scalesim(
-    topology: str | Path, cfg: str | Path, report_dir: str | Path | None = None
+    topology: str | Path,
+    cfg: str | Path,
+    report_dir: str | Path | None = None,
+    memory: str = "dynabit",
 ) -> SimResult:
-    """Simulate a SCALE-Sim topology on a SCALE-Sim config (dense mode); write reports if asked."""
+    """Simulate a SCALE-Sim topology on a SCALE-Sim config (dense mode); write reports if asked.
+
+    ``memory``: ``"dynabit"`` (our reuse model, the default) or ``"scalesim"`` (SCALE-Sim
+    3.0.0's double-buffered scratchpads; every operand at the config's Bandwidth).
+    """
     conf = read_cfg(cfg)
     shapes = topology_shapes(topology)
-    res = simulate(shapes, hw=conf.hardware(), mode="dense")
+    res = simulate(shapes, hw=conf.hardware(), mode="dense", memory=memory)
     if report_dir is not None:
         write_reports(res, report_dir)
     return res

@@ -68,7 +68,7 @@ def layer_demands(shape: LayerShape, rows: int, cols: int, dataflow: str) -> Dem
             f"layer {shape.name!r}: the scalesim memory model takes SCALE-Sim layers "
             "(no padding, groups or dilation; fold padding into the ifmap)"
         )
-    (ho, wo), (kh, kw) = shape.out_hw, shape.kernel
+    wo, kw = shape.out_hw[1], shape.kernel[1]
     ci, wi = shape.in_channels, shape.in_hw[1]
     m, k, n = shape.pixels, shape.window, shape.out_channels
     px = np.arange(m)
@@ -268,10 +268,10 @@ class ScaleSimMemory:
         if_miss = self.ifmap.misses(d.if_prefetch, d.if_addr, d.if_line)
         f_miss = self.filter.misses(d.f_prefetch, d.f_addr, d.f_line)
         lines = np.union1d(np.union1d(if_miss, f_miss), np.flatnonzero(d.of_count))
-        if_at = {}
+        if_at: dict[int, list[int]] = {}
         for k, ln in enumerate(if_miss.tolist(), start=1):
             if_at.setdefault(ln, []).append(k)
-        f_at = {}
+        f_at: dict[int, list[int]] = {}
         for k, ln in enumerate(f_miss.tolist(), start=1):
             f_at.setdefault(ln, []).append(k)
         p_if, p_f = self.ifmap.prefetch_cycles, self.filter.prefetch_cycles
@@ -361,3 +361,8 @@ class ScaleSimMemory:
     def layer(self, shape: LayerShape, hw: HardwareConfig) -> MemoryResult:
         """Demands of ``shape`` on ``hw``'s array, served by these buffers."""
         return self.run(layer_demands(shape, hw.rows, hw.cols, hw.dataflow))
+
+
+def scalesim_stalls(shape: LayerShape, hw: HardwareConfig) -> int:
+    """Stall cycles of one dense layer in SCALE-Sim 3.0.0's memory model on ``hw``."""
+    return ScaleSimMemory.from_hw(hw).layer(shape, hw).stall_cycles
