@@ -36,17 +36,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dynabit.config.dataflow import Dataflow as DataflowModel
+from dynabit.config.dataflow import dataflow_for, squarest_factors
+
 Dataflow = Literal["os", "ws", "is"]
 
 KIB_BITS = 8 * 1024
-
-
-def squarest_factors(n: int) -> tuple[int, int]:
-    """Return ``(h, w)`` with ``h * w == n``, ``h <= w`` and ``h`` as large as possible."""
-    h = math.isqrt(n)
-    while n % h:
-        h -= 1
-    return h, n // h
 
 
 class SramPoint(BaseModel):
@@ -192,6 +187,11 @@ class HardwareConfig(BaseModel):
     clock_mhz: float = Field(1000.0, gt=0.0, le=1e5, description="Array clock in MHz.")
     energy: EnergyTable = Field(default_factory=EnergyTable)
 
+    @property
+    def flow(self) -> DataflowModel:
+        """The configured dataflow's object (see ``dynabit.config.dataflow``)."""
+        return dataflow_for(self.dataflow)
+
     def default_group_shape(self) -> tuple[int, int]:
         """Output-pixel patch ``(g_h, g_w)`` that fills the array's rows, as square as possible."""
         return squarest_factors(self.rows)
@@ -208,9 +208,7 @@ class HardwareConfig(BaseModel):
         pixels). IS: pixels on the columns, channels streamed in time: the group fills the
         columns and a block is ``rows`` channels. Identical to the defaults on square arrays.
         """
-        if self.dataflow == "is":
-            return squarest_factors(self.cols), self.rows
-        return self.default_group_shape(), self.default_block_size()
+        return self.flow.aligned_units(self.rows, self.cols)
 
     def buffer_bits(self, which: Literal["input", "weight", "output"]) -> int:
         """Capacity of one buffer in bits (the input buffer: one bit plane)."""
@@ -227,13 +225,9 @@ class HardwareConfig(BaseModel):
         The stationary operand needs one ``R x C`` tile; a streamed operand needs two waves
         (double buffering) along its array edge.
         """
-        r, c = self.rows, self.cols
-        a, w, acc = self.act_chunk_bits, self.weight_bits, self.acc_bits
-        if self.dataflow == "os":
-            return {"input": 2 * r * a, "weight": 2 * c * w, "output": r * c * acc}
-        if self.dataflow == "ws":
-            return {"input": 2 * r * a, "weight": r * c * w, "output": 2 * c * acc}
-        return {"input": r * c * a, "weight": 2 * r * w, "output": 2 * c * acc}
+        return self.flow.min_tile_bits(
+            self.rows, self.cols, self.act_chunk_bits, self.weight_bits, self.acc_bits
+        )
 
     def sram_pj(self, which: Literal["input", "weight", "output"], write: bool = False) -> float:
         """Energy of one ``word_bits`` access to that buffer (pJ)."""

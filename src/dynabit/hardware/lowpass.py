@@ -88,24 +88,6 @@ def fixed(shape: LayerShape, plan: FoldPlan, samples: int, c_hi: int, c_lo: int)
 # --- output-directed ---------------------------------------------------------------------------
 
 
-def _prefix2(o: np.ndarray) -> np.ndarray:
-    """2-D inclusive prefix sums over the last two axes, zero-padded in front."""
-    n, b, u = o.shape
-    s = np.zeros((n, b + 1, u + 1), dtype=np.int32)
-    np.cumsum(o, axis=1, dtype=np.int32, out=s[:, 1:, 1:])
-    np.cumsum(s[:, 1:, 1:], axis=2, out=s[:, 1:, 1:])
-    return s
-
-
-def _channel_ranges(
-    shape: LayerShape, plan: FoldPlan, cu: Units, g: np.ndarray, c: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Block range of each (group, column fold) whose columns are output channels."""
-    starts, sizes = plan.col_segments
-    lo = g * shape.channels_per_group + starts[c]
-    return cu.range_of(lo, lo + sizes[c])
-
-
 def _to_map(per_pos: np.ndarray, order: np.ndarray, hw_map: tuple[int, int]) -> np.ndarray:
     """Values per mapping position ``(..., M)`` back to a row-major ``(..., H, W)`` map."""
     out = np.empty_like(per_pos)
@@ -129,52 +111,12 @@ def output_directed(
     mapping order (groups, or single pixels), ``order`` the mapping order of the pixels.
     """
     n = o.shape[0]
-    f = plan.n_folds
-    g, c, r = plan.fold_index()
-    hi_steps = plan.t * c_hi
     m_total = shape.pixels
     o = o.astype(bool, copy=False)
-    t_main = np.full((n, f), hi_steps, dtype=np.int64)
-    lo_main, t_second = _zeros(n, f), _zeros(n, f)
-    epilogue = np.zeros(n, dtype=np.int64)
-    df = plan.dataflow
-    if df == "os":
-        p0, psz = plan.row_segments
-        u0, u1 = pu.range_of(p0[r], p0[r] + psz[r])
-        b0, b1 = _channel_ranges(shape, plan, cu, g, c)
-        s = _prefix2(o)
-        hits = s[:, b1, u1] - s[:, b0, u1] - s[:, b1, u0] + s[:, b0, u0]
-        run = hits > 0  # (N, F)
-        lo_main = run * (plan.t * c_lo)
-        t_main = t_main + lo_main
-        epilogue = run[:, -1] * plan.fill  # the refined last fold needs a fold of its own
-        outer = run.reshape(n, plan.conv_groups * plan.n_col_folds, plan.n_row_folds)
-        run_pos = np.repeat(outer, psz, axis=2)  # (N, O, M) mapping order
-    elif df == "ws":
-        cg = np.arange(plan.conv_groups).repeat(plan.n_col_folds)
-        cc = np.tile(np.arange(plan.n_col_folds), plan.conv_groups)
-        b0, b1 = _channel_ranges(shape, plan, cu, cg, cc)
-        sb = np.zeros((n, o.shape[1] + 1, o.shape[2]), dtype=np.int32)
-        np.cumsum(o, axis=1, dtype=np.int32, out=sb[:, 1:])
-        any_u = (sb[:, b1] - sb[:, b0]) > 0  # (N, G*CF, U)
-        waves = any_u.astype(np.int64) @ pu.sizes  # pixels streamed per column fold
-        t_second = np.repeat(waves, plan.n_row_folds, axis=1) * c_lo
-        run_pos = np.repeat(any_u, pu.sizes, axis=2)
-    else:  # "is": columns are pixels, channels stream in time
-        p0, psz = plan.col_segments
-        u0, u1 = pu.range_of(p0, p0 + psz)
-        su = np.zeros((n, o.shape[1], o.shape[2] + 1), dtype=np.int32)
-        np.cumsum(o, axis=2, dtype=np.int32, out=su[:, :, 1:])
-        any_b = (su[:, :, u1] - su[:, :, u0]) > 0  # (N, B, n_mf)
-        ng = shape.channels_per_group
-        lo_ch = np.arange(plan.conv_groups)[:, None] * ng
-        inter = np.clip(
-            np.minimum(cu.starts + cu.sizes, lo_ch + ng) - np.maximum(cu.starts, lo_ch), 0, None
-        )  # (G, B) channels of each block inside each conv group
-        chans = np.einsum("nbm,gb->ngm", any_b.astype(np.int64), inter)  # (N, G, n_mf)
-        t_second = np.repeat(chans.reshape(n, -1), plan.n_row_folds, axis=1) * c_lo
-        any_m = any_b.any(axis=1)  # (N, n_mf)
-        run_pos = np.repeat(any_m, psz, axis=1)[:, None, :]
+    t_main = np.full((n, plan.n_folds), plan.t * c_hi, dtype=np.int64)
+    t_main, lo_main, t_second, epilogue, run_pos = plan.flow.output_schedule(
+        shape, plan, o, cu, pu, c_lo, t_main
+    )
     needed = np.einsum("nbu,b,u->n", o.astype(np.float64), cu.sizes.astype(float), pu.sizes)
     total_out = m_total * shape.out_channels
     return LowPass(
@@ -278,33 +220,7 @@ def region_masks(
     starts_g = np.arange(taps)[None, :, None] * cg + first[:, None, :]
 
     f = plan.n_folds
-    g_idx, c_idx, r_idx = plan.fold_index()
-    c_units = plan.t * c_lo if plan.dataflow == "is" else 0
-    df = plan.dataflow
-    if df in ("os", "is"):
-        pix_starts, pix_sizes = plan.row_segments if df == "os" else plan.col_segments
-        any_m = np.logical_or.reduceat(need_g, pix_starts, axis=-1)  # (N, G, taps, B, n_pf)
-    if df == "os":
-        lo = np.einsum("ngtbr,gtb->ngr", any_m.astype(np.int64), sizes_g) * c_lo  # (N, G, n_rf)
-        lo_main = lo[:, g_idx, r_idx]
-    else:
-        k0, ksz = plan.row_segments  # k folds (rows) in WS and IS
-        kf_lo, kf_hi = k0[:, None, None, None], (k0 + ksz)[:, None, None, None]
-        inc = (
-            (starts_g[None] < kf_hi)
-            & (starts_g[None] + sizes_g[None] > kf_lo)
-            & (sizes_g[None] > 0)
-        )
-        inc = inc.reshape(len(k0), groups, -1).transpose(1, 0, 2).astype(np.float32)  # (G, KF, U)
-        if df == "ws":
-            nu = need_g.reshape(n, groups, taps * need_g.shape[3], -1).astype(np.float32)
-            hit = np.einsum("gku,ngum->ngkm", inc, nu) > 0  # (N, G, KF, M)
-            lo = hit.sum(axis=-1) * c_lo  # (N, G, KF)
-            lo_main = lo[:, g_idx, r_idx]
-        else:
-            am = any_m.reshape(n, groups, taps * need_g.shape[3], -1).astype(np.float32)
-            hit = np.einsum("gku,ngup->ngkp", inc, am) > 0  # (N, G, KF, n_mf)
-            lo_main = hit[:, g_idx, r_idx, c_idx] * c_units
+    lo_main = plan.flow.input_lo_main(plan, need_g, sizes_g, starts_g, c_lo)
     lo_main = np.asarray(lo_main, dtype=np.int64).reshape(n, f)
     products = np.einsum("ngtbm,gtb->n", need_g.astype(np.int64), sizes_g).astype(float) * ng
     touched = need_g.any(axis=(2, 3)).sum(axis=-1).sum(axis=-1).astype(float) * ng

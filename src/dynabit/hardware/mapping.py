@@ -31,6 +31,7 @@ from functools import cached_property
 
 import numpy as np
 
+from dynabit.config.dataflow import Dataflow, dataflow_for
 from dynabit.config.hardware import HardwareConfig
 from dynabit.hardware.shapes import LayerShape
 
@@ -42,11 +43,7 @@ def ceil_div(a: int, b: int) -> int:
 
 def fill_cycles(dataflow: str, rows: int, cols: int) -> int:
     """Fill and drain cycles a fold pays on top of its streamed steps."""
-    if dataflow == "os":
-        return rows + cols - 2
-    if dataflow in ("ws", "is"):
-        return 2 * rows + cols - 2
-    raise ValueError(f"unknown dataflow {dataflow!r}; allowed: os, ws, is")
+    return dataflow_for(dataflow).fill(rows, cols)
 
 
 def segments(total: int, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,22 +69,27 @@ class FoldPlan:
     t: int
     pixel_segments: tuple[np.ndarray, np.ndarray] | None = None
 
+    @property
+    def flow(self) -> Dataflow:
+        """The dataflow's object."""
+        return dataflow_for(self.dataflow)
+
     @cached_property
     def fill(self) -> int:
         """Fill + drain cycles per fold."""
-        return fill_cycles(self.dataflow, self.rows, self.cols)
+        return self.flow.fill(self.rows, self.cols)
 
     @cached_property
     def row_segments(self) -> tuple[np.ndarray, np.ndarray]:
         """(starts, sizes) of the row folds along ``Sr``."""
-        if self.pixel_segments is not None and self.dataflow == "os":
+        if self.pixel_segments is not None and self.flow.pixels_on_rows:
             return self.pixel_segments
         return segments(self.sr, self.rows)
 
     @cached_property
     def col_segments(self) -> tuple[np.ndarray, np.ndarray]:
         """(starts, sizes) of the column folds along ``Sc`` (within one conv group)."""
-        if self.pixel_segments is not None and self.dataflow == "is":
+        if self.pixel_segments is not None and self.flow.pixels_on_cols:
             return self.pixel_segments
         return segments(self.sc, self.cols)
 
@@ -142,27 +144,20 @@ def fold_plan(shape: LayerShape, hw: HardwareConfig, group_aligned: bool = False
     otherwise (and always in WS, where pixels stream in time) the even SCALE-Sim split.
     """
     m, k, n = shape.pixels, shape.window, shape.channels_per_group
-    sr, sc, t = {"os": (m, n, k), "ws": (k, n, m), "is": (k, m, n)}[hw.dataflow]
+    flow = hw.flow
+    sr, sc, t = flow.axes(m, k, n)
+    edge = flow.pixel_edge(hw.rows, hw.cols)
     segs = None
-    if group_aligned and hw.dataflow != "ws":
-        edge = hw.rows if hw.dataflow == "os" else hw.cols
+    if group_aligned and edge is not None:
         segs = aligned_segments(shape.out_hw, shape.group, edge)
     return FoldPlan(hw.dataflow, hw.rows, hw.cols, shape.groups, sr, sc, t, segs)
 
 
 def dense_formula(shape: LayerShape, hw: HardwareConfig) -> int:
     """The SCALE-Sim closed form, written out independently of :class:`FoldPlan`."""
-    m, k, n = shape.pixels, shape.window, shape.channels_per_group
-    r, c = hw.rows, hw.cols
-    if hw.dataflow == "os":
-        folds = ceil_div(m, r) * ceil_div(n, c)
-        per_fold = r + c + k - 2
-    elif hw.dataflow == "ws":
-        folds = ceil_div(k, r) * ceil_div(n, c)
-        per_fold = 2 * r + c + m - 2
-    else:
-        folds = ceil_div(k, r) * ceil_div(m, c)
-        per_fold = 2 * r + c + n - 2
+    folds, per_fold = hw.flow.dense_formula(
+        hw.rows, hw.cols, shape.pixels, shape.window, shape.channels_per_group
+    )
     return shape.groups * folds * per_fold - 1
 
 

@@ -386,7 +386,7 @@ def network_shapes(
     fn(b, image_size or default_size, num_classes or default_classes)
     layers = b.layers
     if group == "fit":
-        edge = hw.cols if hw.dataflow == "is" else hw.rows
+        edge = hw.flow.group_edge(hw.rows, hw.cols)
         layers = [replace(s, group=fitted_group(s.decision_map()[1], edge)) for s in layers]
     if keep_first_last and layers:
         layers[0] = replace(layers[0], dynamic=False)

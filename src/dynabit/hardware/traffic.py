@@ -80,11 +80,11 @@ def _low_footprint_bits(
     """DRAM bits of the low plane a masked layer needs."""
     n = lp.samples
     if lp.lo_input_elems is not None:  # input-directed: the refined regions themselves
-        reuse = 1 if fits or plan.dataflow == "is" else plan.n_col_folds
+        reuse = 1 if fits else plan.flow.input_refetches(plan)
         return lp.lo_input_elems * prec.lo_bits * reuse
     run = lp.run_pixels
     assert run is not None
-    if plan.dataflow == "is":
+    if plan.flow.pixel_major_low_plane():
         chans = shape.in_channels
         counts = receptive_pixels(shape, run[:, 0])
         return counts * chans * prec.lo_bits
@@ -101,43 +101,17 @@ def layer_traffic(
 ) -> Traffic:
     """SRAM and DRAM bits of one layer for every sample."""
     n = lp.samples
-    rows = plan.rows_used.astype(np.float64)
-    cols = plan.cols_used.astype(np.float64)
-    area = rows * cols
-    w, acc, a = hw.weight_bits, hw.acc_bits, prec.chunk_bits
-    hi_steps = float(plan.t * prec.c_hi)
-    lo_main = lp.lo_main.astype(np.float64)
-    t2 = lp.t_second.astype(np.float64)
-    ran2 = (t2 > 0).astype(np.float64)
+    flow = plan.flow
     ones = np.ones(n)
-    df = plan.dataflow
-
-    if df == "os":
-        in_hi = ones * rows.sum() * hi_steps * a
-        in_lo = (lo_main @ rows) * a
-        weight = (ones * cols.sum() * hi_steps + lo_main @ cols) * w
-        out_w = ones * area.sum() * shape.out_bits
-        out_r = np.zeros(n)
-    else:
-        steps = hi_steps + lo_main + t2  # per fold
-        first = (np.arange(plan.n_folds) % plan.n_row_folds) == 0
-        out_w = (steps @ cols) * acc
-        out_r = out_w - ones * (cols[first].sum() * plan.t * acc)
-        if df == "ws":
-            weight = ones * area.sum() * w + (ran2 @ area) * w
-            in_hi = ones * rows.sum() * hi_steps * a
-            in_lo = (lo_main @ rows + t2 @ rows) * a
-        else:
-            lo_plane = prec.c_lo * a
-            in_hi = ones * area.sum() * prec.c_hi * a
-            in_lo = ((lo_main > 0).astype(np.float64) @ area + ran2 @ area) * lo_plane
-            weight = ((hi_steps + lo_main + t2) @ rows) * w
+    in_hi, in_lo, weight, out_w, out_r = flow.sram_traffic(
+        shape, plan, lp, prec, hw.weight_bits, hw.acc_bits
+    )
     meta = ones * 2.0 * lp.decisions
 
     # --- DRAM ----------------------------------------------------------------------------------
     in_elems = shape.in_channels * shape.in_hw[0] * shape.in_hw[1]
     cap_in = hw.buffer_bits("input")
-    outer = 1 if df == "is" else plan.n_col_folds
+    outer = flow.input_refetches(plan)
     hi_fits = in_elems * prec.hi_bits <= cap_in
     d_in_hi = ones * in_elems * prec.hi_bits * (1 if hi_fits else outer)
     lo_fits = in_elems * prec.lo_bits <= cap_in
@@ -148,21 +122,16 @@ def layer_traffic(
     else:
         d_in_lo = _low_footprint_bits(shape, plan, lp, prec, lo_fits).astype(np.float64)
 
-    total_w = float(shape.out_channels * shape.window * w)
+    total_w = float(shape.out_channels * shape.window * hw.weight_bits)
     cap_w = hw.buffer_bits("weight")
     if total_w <= cap_w:
         d_weight = ones * total_w
-    elif df == "os":
-        slice_bits = shape.window * min(hw.cols, shape.channels_per_group) * w
-        d_weight = ones * total_w * (1 if slice_bits <= cap_w else plan.n_row_folds)
-    elif df == "ws":
-        d_weight = ones * total_w + (ran2 @ area) * w
     else:
-        d_weight = ones * total_w * plan.n_col_folds
+        d_weight = flow.weight_dram_bits(shape, plan, lp, total_w, cap_w, hw.cols, hw.weight_bits)
 
     d_out = ones * float(shape.pixels * shape.out_channels * shape.out_bits)
-    if df != "os":
-        working = plan.t * min(hw.cols, plan.sc) * acc
+    if flow.partial_sums_spill():
+        working = plan.t * min(hw.cols, plan.sc) * hw.acc_bits
         if working > hw.buffer_bits("output"):
             d_out = d_out + 2.0 * out_r  # partial sums spill: read back and written again
     d_meta = ones * float(lp.decisions) if lp.lo_input_elems is not None else np.zeros(n)
