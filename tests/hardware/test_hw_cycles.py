@@ -217,3 +217,27 @@ def test_mask_errors_are_clear():
         simulate(shapes, {**masks, "nope": masks["layer1.0.conv1"]}, hw, "dynamic")
     with pytest.raises(ValueError, match="unknown mode"):
         simulate(shapes, masks, hw, "fast")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("lanes", [4, 8])
+@pytest.mark.parametrize("df", DATAFLOWS)
+def test_lanes_cover_the_window_n_per_cycle(lanes, df):
+    """Dot-product PEs: K enters the formulas as ceil(K / N) steps (first layer K = 27 too)."""
+    hw = HardwareConfig(rows=16, cols=16, dataflow=df, lanes=lanes)
+    shapes = network_shapes("resnet18", hw=hw)
+    assert shapes[0].window == 3 * 7 * 7  # 3 input channels: K = 147, not a multiple of N
+    res = simulate(shapes, None, hw, "dense")
+    expected = []
+    for s in shapes:
+        m = ((s.in_hw[0] + 2 * s.padding[0] - s.kernel[0]) // s.stride[0] + 1) * (
+            (s.in_hw[1] + 2 * s.padding[1] - s.kernel[1]) // s.stride[1] + 1
+        )
+        k = math.ceil(s.kernel[0] * s.kernel[1] * s.in_channels / lanes)
+        sr, sc, t = {"os": (m, s.out_channels, k), "ws": (k, s.out_channels, m)}.get(
+            df, (k, m, s.out_channels)
+        )
+        fill = 16 + 16 - 2 if df == "os" else 2 * 16 + 16 - 2
+        expected.append(math.ceil(sr / 16) * math.ceil(sc / 16) * (fill + t) - 1)
+    assert res.compute_cycles[:, 0].tolist() == expected
+    one = simulate(shapes, None, HardwareConfig(rows=16, cols=16, dataflow=df), "dense")
+    assert (res.compute_cycles[:, 0] < one.compute_cycles[:, 0]).all()

