@@ -3,7 +3,8 @@
 One FP32 model per architecture, then QAT fine-tuning of every method from it with the same
 recipe (data, loop, optimizer, schedule, calibration): dynabit, PG-style and DRQ-style gating
 at budgets 4.5, 5 and 6 bits, uniform static quantization at 4, 5, 6 and 8 bits, over 3 seeds,
-on Fashion-MNIST, for a small CNN and ResNet-20. 8-bit weights, 8-bit activations split 4 + 4.
+on Fashion-MNIST, for a small CNN, ResNet-20 and a MobileNetV2-style depthwise-separable
+network. 8-bit weights, 8-bit activations split 4 + 4.
 
     python benchmarks/frontier.py --dry-run          # the plan and a timed estimate
     python benchmarks/frontier.py --background --workers 2
@@ -11,14 +12,20 @@ on Fashion-MNIST, for a small CNN and ResNet-20. 8-bit weights, 8-bit activation
     python benchmarks/frontier.py --report           # rebuild the table and plots only
 
 Every point is its own resumable run directory under ``--run-root`` (``runs/frontier``):
-``<arch>/fp32`` and ``<arch>/<method>-b<budget>/seed<k>``. A finished point has
+``<arch>/fp32`` and ``<arch>/<method>-b<budget>/seed<k>``. The grid runs through
+:func:`dynabit.sweep.run_tasks` (``--workers`` processes, each point after its
+architecture's FP32 model, one run per run root at a time). A finished point has
 ``result.json`` and is skipped, an interrupted one resumes from its last checkpoint, so the
-same command continues a stopped run. Workers lock the point they train, so several can share
-one run root. As points finish (at most every 2 minutes) and at the end, the results are
-rewritten: ``frontier.json`` (the rows: top-1 mean and std over seeds, measured MAC-weighted
-``B_avg``, refine ratio, BOPs), ``frontier.md`` (the table and the checks of the issue's
-targets) and ``frontier_<arch>.png`` (top-1 against ``B_avg``), in ``--out-dir``
-(``benchmarks/results``; ``runs/frontier-quick`` with ``--quick``).
+same command continues a stopped run. Rows of the report already in ``--out-dir`` (same
+dataset and recipe, every seed) are carried over and their points not trained again; an FP32
+model is trained again only as the parent of new points (``fp32_retrained`` in the report
+compares both top-1 figures). Architectures without carried rows run first. As points
+finish (at most every 2 minutes) and at the end, the results are rewritten:
+``frontier.json`` (the rows: top-1 mean and std over seeds, measured MAC-weighted ``B_avg``,
+refine ratio, BOPs; ``default_method``: every dynabit row's gap to W8A4 and W8A8),
+``frontier.md`` (the tables and the checks of the issue's targets) and
+``frontier_<arch>.png`` (top-1 against ``B_avg``, and a panel zoomed on the best rows), in
+``--out-dir`` (``benchmarks/results``; ``runs/frontier-quick`` with ``--quick``).
 
 DRQ's thresholds stay fixed during QAT (at their calibration on the FP32 network) and are set
 again on the fine-tuned network before the evaluation, as DRQ sets them offline on the network
@@ -29,7 +36,8 @@ the dual-precision scale fit (``dynabit-midpoint-dual``, ``pg-midpoint-dual``,
 ``drq-midpoint-dual``): with plain truncation and a scale fitted to the 8-bit codes, an
 unrefined group computes with 4 bits at a scale chosen for 8 and a downward bias, which the
 residual adds of ResNet-20 accumulate (see ``docs/baselines.md``). Each dynabit variant is
-checked against the baselines with the same switches.
+checked against the baselines with the same switches (the longest suffix they have). dynabit
+also runs input-directed at the 5-bit budget (``dynabit-input``, ``dynabit-midpoint-dual-input``).
 """
 
 from __future__ import annotations
@@ -44,8 +52,7 @@ import statistics
 import subprocess
 import sys
 import time
-import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +61,7 @@ import torch
 from dynabit.config.run import RunConfig, validate_run
 from dynabit.quant.baselines import describe, method_config, split_method
 from dynabit.quant.bops import count_macs, fp32_bops, model_bops
+from dynabit.sweep import Task, run_tasks
 from dynabit.train.interrupt import TrainingInterrupted
 from dynabit.utils.files import atomic_write_text
 
@@ -64,6 +72,8 @@ FP32_BITS = 32.0
 HEADLINE_BUDGET = 5.0  # the budget the issue's targets are stated at
 BUDGET_TOLERANCE = 0.1  # measured B_avg within +-0.1 of the budget counts as "at" it
 W8A8_GAP = 0.3  # dynabit within 0.3 points of uniform W8A8
+DEFAULT_METHOD = "dynabit"  # the method with its default switches (what QuantConfig() runs)
+ZOOM_POINTS = 3.0  # the zoomed panel shows rows within this many points of the best
 REPORT_EVERY_S = 120.0  # rewrite the results at most this often while points finish
 
 log = logging.getLogger("frontier")
@@ -100,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--background", action="store_true", help="Run detached; log to run root.")
     ap.add_argument("--workers", type=int, default=1, help="Worker processes (--background).")
     ap.add_argument("--archs", nargs="+", default=None)
-    ap.add_argument("--methods", nargs="+", default=None, help="Budgeted dynamic methods.")
+    ap.add_argument("--methods", nargs="*", default=None, help="Budgeted dynamic methods.")
     ap.add_argument("--budgets", nargs="+", type=float, default=None)
     ap.add_argument("--uniform-bits", nargs="+", type=int, default=None)
     ap.add_argument(
@@ -138,13 +148,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Full run and --quick defaults (explicit flags win).
 FULL = {
-    "archs": ["small_cnn", "resnet20"],
+    "archs": ["small_cnn", "resnet20", "mobilenet_v2"],
     "methods": ["dynabit", "pg", "drq"],
     "budgets": [4.5, 5.0, 6.0],
     "uniform_bits": [4, 5, 6, 8],
     # Every gating method again with the mid-point offset and the dual-precision scale fit
-    # (docs/baselines.md), at the headline budget: the same quantizer for all three.
-    "variants": ["dynabit-midpoint-dual", "pg-midpoint-dual", "drq-midpoint-dual"],
+    # (docs/baselines.md), at the headline budget: the same quantizer for all three; and
+    # dynabit with input-directed decisions (DRQ's way), next to the output-directed ones.
+    "variants": [
+        "dynabit-midpoint-dual",
+        "pg-midpoint-dual",
+        "drq-midpoint-dual",
+        "dynabit-input",
+        "dynabit-midpoint-dual-input",
+    ],
     "variant_budgets": [5.0],
     "seeds": [0, 1, 2],
     "dataset": "fashion-mnist",
@@ -254,56 +271,65 @@ def run_config(args: argparse.Namespace, p: Point) -> RunConfig:
 # ----------------------------------------------------------------------------- running
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class Lock:
-    """A point's lock file holding the owner's pid; a dead owner's lock is taken over."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.held = False
-
-    def acquire(self) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                try:
-                    pid = int(self.path.read_text().strip() or 0)
-                except (OSError, ValueError):
-                    pid = 0
-                if pid and pid != os.getpid() and _alive(pid):
-                    return False
-                self.path.unlink(missing_ok=True)  # stale
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(str(os.getpid()))
-            self.held = True
-            return True
-        return False
-
-    def release(self) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
-
-
 def result_path(args: argparse.Namespace, p: Point) -> Path:
     return run_dir(args, p) / "result.json"
 
 
-def read_result(args: argparse.Namespace, p: Point) -> dict[str, Any] | None:
-    path = result_path(args, p)
+def _read(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_result(args: argparse.Namespace, p: Point) -> dict[str, Any] | None:
+    return _read(result_path(args, p))
+
+
+def _group(p: Point) -> tuple[str, str, float]:
+    return (p.arch, p.method, p.budget)
+
+
+def recipe(args: argparse.Namespace) -> dict[str, Any]:
+    """What a row's figures depend on beyond its point (a row is carried over only between
+    reports of the same recipe)."""
+    return {
+        "fp32_epochs": args.fp32_epochs,
+        "qat_epochs": args.qat_epochs,
+        "batch_size": args.batch_size,
+        "fp32_lr": args.fp32_lr,
+        "qat_lr": args.qat_lr,
+        "threshold_lr": args.threshold_lr,
+        "calib_batches": args.calib_batches,
+        "max_steps_per_epoch": args.max_steps,
+        "subset": args.subset,
+        "width": args.width,
+        "fp32_seed": args.fp32_seed,
+        "drq_recalibrated": not args.no_recalibrate,
+    }
+
+
+# Recipe keys an older report may lack, with the value it was produced with.
+RECIPE_DEFAULTS = {"width": None, "fp32_seed": 0, "drq_recalibrated": True}
+
+
+def carried_rows(args: argparse.Namespace, points: list[Point]) -> dict[tuple, dict[str, Any]]:
+    """Rows of the report already in ``--out-dir`` that this plan reuses instead of training
+    again: same dataset and recipe, every planned seed present. Their points are not run
+    (their run directories need not exist); an FP32 model is trained again only when a new
+    point needs it as its parent, and its row stays the carried one."""
+    old = _read(Path(args.out_dir) / "frontier.json")
+    if old is None or old.get("dataset") != args.dataset:
+        return {}
+    theirs = {**RECIPE_DEFAULTS, **old.get("recipe", {})}
+    if any(theirs.get(k) != v for k, v in recipe(args).items()):
+        return {}
+    seeds: dict[tuple, set[int]] = {}
+    for p in points:
+        seeds.setdefault(_group(p), set()).add(p.seed)
+    out = {}
+    for row in old.get("rows", []):
+        g = (row["arch"], row["method"], float(row["budget"]))
+        if g in seeds and row["seeds"] == len(seeds[g]):
+            out[g] = row
+    return out
 
 
 _MACS: dict[tuple[str, str, int | None], dict[str, int]] = {}
@@ -403,54 +429,75 @@ def _finite(x: Any) -> float | None:
     return float(x) if isinstance(x, int | float) and math.isfinite(x) else None
 
 
-def work(args: argparse.Namespace, points: list[Point], command: str) -> int:
-    """Run every unfinished point this worker can lock; returns the number that failed."""
-    failed: set[str] = set()
-    lock_dir = Path(args.run_root) / "locks"
+def run_task(payload: dict[str, Any], _run_dir: str) -> dict[str, Any]:
+    """Sweep runner: one point from plain data (it crosses to a worker process)."""
+    if not logging.getLogger().handlers:  # a spawned worker: log like the parent does
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = argparse.Namespace(**payload["args"])
+    torch.set_num_threads(args.threads)
+    p = Point(**payload["point"])
+    log.info("[%s] %s", time.strftime("%H:%M:%S"), p.key)
+    r = run_point(args, p)
+    log.info(
+        "[%s] %s: top-1 %.2f%%, B_avg %.3f (%.0f s)",
+        time.strftime("%H:%M:%S"),
+        p.key,
+        r["top1"],
+        r["b_avg"],
+        r["wall_seconds"],
+    )
+    return r
+
+
+def tasks(args: argparse.Namespace, points: list[Point], carried: dict) -> list[Task]:
+    """The sweep's tasks: every point whose row is not carried over, each after its FP32
+    model; points of architectures without carried rows first (a new network before the
+    new rows of the old ones), seeds outermost."""
+    old_archs = {g[0] for g in carried}
+    needed = [p for p in points if not p.is_fp32 and _group(p) not in carried]
+    parents = {fp32_point(args, p) for p in needed}
+    todo = [p for p in points if (p.is_fp32 and p in parents) or p in needed]
+    order = {p: i for i, p in enumerate(points)}
+    todo.sort(key=lambda p: (p.arch in old_archs, -1 if p.is_fp32 else p.seed, order[p]))
+    plain = {k: v for k, v in vars(args).items() if k != "func"}
+    return [
+        Task(
+            p.key,
+            {"args": plain, "point": asdict(p)},
+            () if p.is_fp32 else (fp32_point(args, p).key,),
+        )
+        for p in todo
+    ]
+
+
+def work(
+    args: argparse.Namespace, points: list[Point], command: str, carried: dict[tuple, dict]
+) -> int:
+    """Run every unfinished point through :func:`dynabit.sweep.run_tasks`; returns the number
+    that failed. The report follows the run (rewritten at most every 2 minutes)."""
     last_report = time.time()
-    while True:
-        todo = [p for p in points if p.key not in failed and read_result(args, p) is None]
-        if not todo:
-            break
-        progressed = False
-        for p in todo:
-            if read_result(args, p) is not None:
-                continue
-            if not p.is_fp32 and read_result(args, fp32_point(args, p)) is None:
-                if fp32_point(args, p).key in failed:
-                    failed.add(p.key)
-                continue  # its FP32 model is not trained yet
-            lock = Lock(lock_dir / (p.key.replace("/", "__") + ".lock"))
-            if not lock.acquire():
-                continue
-            try:
-                if read_result(args, p) is None:  # another worker may have just finished it
-                    log.info("[%s] %s", time.strftime("%H:%M:%S"), p.key)
-                    r = run_point(args, p)
-                    log.info(
-                        "[%s] %s: top-1 %.2f%%, B_avg %.3f (%.0f s)",
-                        time.strftime("%H:%M:%S"),
-                        p.key,
-                        r["top1"],
-                        r["b_avg"],
-                        r["wall_seconds"],
-                    )
-                progressed = True
-            except Exception:  # keep going with the other points; reported at the end
-                log.error("%s failed:\n%s", p.key, traceback.format_exc())
-                failed.add(p.key)
-            finally:
-                lock.release()
-            if time.time() - last_report > REPORT_EVERY_S:  # the table follows the run
-                write_report(args, points, command)
-                last_report = time.time()
-        if not progressed:  # other workers hold what is left (or its FP32 model)
-            log.info("waiting for %d point(s) held by other workers (%s)", len(todo), lock_dir)
-            time.sleep(2.0 if args.quick else 60.0)
-    write_report(args, points, command)
-    if failed:
-        log.error("%d point(s) failed: %s", len(failed), ", ".join(sorted(failed)))
-    return len(failed)
+
+    def done(_name: str, _row: dict[str, Any]) -> None:
+        nonlocal last_report
+        if time.time() - last_report > REPORT_EVERY_S:
+            write_report(args, points, command, carried)
+            last_report = time.time()
+
+    res = run_tasks(
+        tasks(args, points, carried),
+        args.run_root,
+        workers=args.workers,
+        runner=run_task,
+        on_done=done,
+        finished=lambda rd: _read(rd / "result.json"),
+        in_process=args.workers == 1,
+    )
+    write_report(args, points, command, carried)
+    for name, err in res.failed.items():
+        log.error("%s failed:\n%s", name, err)
+    if res.failed:
+        log.error("%d point(s) failed: %s", len(res.failed), ", ".join(sorted(res.failed)))
+    return len(res.failed)
 
 
 # ----------------------------------------------------------------------------- estimate
@@ -488,7 +535,7 @@ def _step_seconds(args: argparse.Namespace, arch: str, method: str | None, steps
 
 
 def estimate(args: argparse.Namespace, points: list[Point]) -> float:
-    """Seconds the unfinished points take on this machine (timed steps, one worker)."""
+    """Seconds ``points`` take on this machine (timed steps, one worker)."""
     from dynabit.data import load_dataset
 
     n_train = len(load_dataset(args.dataset, "train", args.data_dir, args.subset))
@@ -499,8 +546,6 @@ def estimate(args: argparse.Namespace, points: list[Point]) -> float:
     cost: dict[tuple[str, str], float] = {}
     total = 0.0
     for p in points:
-        if read_result(args, p) is not None:
-            continue
         base = "fp32" if p.is_fp32 else p.method.split("-", 1)[0]
         if (p.arch, base) not in cost:
             cost[(p.arch, base)] = _step_seconds(args, p.arch, None if p.is_fp32 else base)
@@ -515,20 +560,27 @@ def estimate(args: argparse.Namespace, points: list[Point]) -> float:
 # ----------------------------------------------------------------------------- report
 
 
-def aggregate(args: argparse.Namespace, points: list[Point]) -> list[dict[str, Any]]:
-    """One row per (arch, method, budget): means and stds over the finished seeds."""
+def aggregate(
+    args: argparse.Namespace, points: list[Point], carried: dict[tuple, dict] | None = None
+) -> list[dict[str, Any]]:
+    """One row per (arch, method, budget): means and stds over the finished seeds, or the
+    carried-over row of an earlier report (:func:`carried_rows`), which wins."""
+    carried = {} if carried is None else carried
     groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
     order: list[tuple[str, str, float]] = []
     for p in points:
-        g = (p.arch, p.method, p.budget)
+        g = _group(p)
         if g not in groups:
             groups[g] = []
             order.append(g)
-        r = read_result(args, p)
+        r = None if g in carried else read_result(args, p)
         if r is not None:
             groups[g].append(r)
     rows = []
     for arch, method, budget in order:
+        if (arch, method, budget) in carried:
+            rows.append(carried[(arch, method, budget)])
+            continue
         rs = groups[(arch, method, budget)]
         if not rs:
             continue
@@ -568,6 +620,42 @@ def _row(rows: list[dict[str, Any]], arch: str, method: str, budget: float) -> d
     return None
 
 
+def like_for_like(rows: list[dict[str, Any]], arch: str, base: str, name: str, b: float) -> str:
+    """The longest switch suffix of ``name`` that ``base`` has a row with (switches dropped
+    from the end: ``dynabit-midpoint-dual-input`` -> ``pg-midpoint-dual``, else ``pg``)."""
+    switches = name.split("-")[1:]
+    while switches:
+        suffix = "-" + "-".join(switches)
+        if _row(rows, arch, base + suffix, b) is not None:
+            return suffix
+        switches.pop()
+    return ""
+
+
+def default_table(rows: list[dict[str, Any]], archs: list[str]) -> list[dict[str, Any]]:
+    """Per architecture and budget: every dynabit row's top-1 and its gap to W8A4 and W8A8
+    (``default`` marks the method's default variant, :data:`DEFAULT_METHOD`)."""
+    out = []
+    for arch in archs:
+        w8a4, w8a8 = _row(rows, arch, "uniform", 4.0), _row(rows, arch, "uniform", 8.0)
+        mine = [r for r in rows if r["arch"] == arch and r["method"].split("-")[0] == "dynabit"]
+        for r in sorted(mine, key=lambda r: (r["method"] != DEFAULT_METHOD, r["budget"])):
+            out.append(
+                {
+                    "arch": arch,
+                    "method": r["method"],
+                    "default": r["method"] == DEFAULT_METHOD,
+                    "budget": r["budget"],
+                    "top1_mean": r["top1_mean"],
+                    "top1_std": r["top1_std"],
+                    "b_avg": r["b_avg"],
+                    "gap_w8a4": None if w8a4 is None else r["top1_mean"] - w8a4["top1_mean"],
+                    "gap_w8a8": None if w8a8 is None else r["top1_mean"] - w8a8["top1_mean"],
+                }
+            )
+    return out
+
+
 def checks(rows: list[dict[str, Any]], archs: list[str]) -> list[dict[str, Any]]:
     """The issue's targets at the 5-bit budget, per architecture and dynabit variant."""
     out = []
@@ -601,9 +689,9 @@ def checks(rows: list[dict[str, Any]], archs: list[str]) -> list[dict[str, Any]]
                         "pass": gap >= -W8A8_GAP,
                     }
                 )
-            suffix = name[len("dynabit") :]  # compare like with like: pg<suffix>, drq<suffix>
             for method, label in (("uniform", "uniform W8A5"), ("pg", "PG-style"), ("drq", "DRQ")):
-                if method != "uniform" and _row(rows, arch, method + suffix, b) is not None:
+                if method != "uniform":
+                    suffix = like_for_like(rows, arch, method, name, b)
                     method, label = method + suffix, label + suffix
                 other = _row(rows, arch, method, b)
                 if other is None:
@@ -629,7 +717,9 @@ def _fmt(x: float | None, spec: str) -> str:
     return "–" if x is None else format(x, spec)
 
 
-def markdown(args: argparse.Namespace, rows: list[dict], chk: list[dict], meta: dict) -> str:
+def markdown(
+    args: argparse.Namespace, rows: list[dict], chk: list[dict], meta: dict, table: list[dict]
+) -> str:
     lines = [
         "# Accuracy/bit-width frontier",
         "",
@@ -653,6 +743,26 @@ def markdown(args: argparse.Namespace, rows: list[dict], chk: list[dict], meta: 
             f"{r['top1_mean']:.2f} ± {r['top1_std']:.2f} | {r['b_avg']:.3f} | "
             f"{_fmt(r['refine_ratio'], '.3f')} | {r['bops'] / 1e6:.1f} | {r['seeds']} |"
         )
+    for arch in args.archs:
+        mine = [t for t in table if t["arch"] == arch]
+        if not mine:
+            continue
+        lines += [
+            "",
+            f"## {arch}: dynabit against uniform W8A4 and W8A8",
+            "",
+            f"`{DEFAULT_METHOD}` is the method with its default switches; gaps in top-1 points.",
+            "",
+            "| method | budget | top-1 % (mean ± std) | B_avg | vs W8A4 | vs W8A8 |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for t in mine:
+            name = f"**{t['method']}** (default)" if t["default"] else t["method"]
+            lines.append(
+                f"| {name} | {t['budget']:g} | {t['top1_mean']:.2f} ± {t['top1_std']:.2f} | "
+                f"{t['b_avg']:.3f} | {_fmt(t['gap_w8a4'], '+.2f')} | "
+                f"{_fmt(t['gap_w8a8'], '+.2f')} |"
+            )
     if chk:
         lines += ["", f"## Targets at B_target = {HEADLINE_BUDGET:g}", ""]
         lines += ["| arch | target | measured | met |", "|---|---|---:|---|"]
@@ -666,38 +776,61 @@ def markdown(args: argparse.Namespace, rows: list[dict], chk: list[dict], meta: 
     return "\n".join(lines) + "\n"
 
 
+def zoom_limits(rows: list[dict]) -> tuple[float, float] | None:
+    """The top-1 range of the zoomed panel: the rows within :data:`ZOOM_POINTS` of the best
+    quantized row, with a margin (diverged runs fall outside it); None without such rows."""
+    quantized = [r for r in rows if r["method"] != "fp32"]
+    if not quantized:
+        return None
+    best = max(r["top1_mean"] for r in quantized)
+    near = [r for r in quantized if r["top1_mean"] >= best - ZOOM_POINTS]
+    lo = min(r["top1_mean"] - r["top1_std"] for r in near)
+    hi = max([r["top1_mean"] + r["top1_std"] for r in near] + [best])
+    fp32 = [r["top1_mean"] for r in rows if r["method"] == "fp32"]
+    if fp32 and fp32[0] <= best + ZOOM_POINTS:
+        hi = max(hi, fp32[0])
+    margin = max(0.1, 0.08 * (hi - lo))
+    return lo - margin, hi + margin
+
+
 def plot(args: argparse.Namespace, rows: list[dict], arch: str, path: Path) -> None:
+    """Top-1 against measured ``B_avg``: every row (left) and zoomed on the best (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.4))
     mine = [r for r in rows if r["arch"] == arch]
     methods: list[str] = []
     for r in mine:
         if r["method"] not in methods:
             methods.append(r["method"])
-    for method in methods:
-        rs = sorted((r for r in mine if r["method"] == method), key=lambda r: r["b_avg"])
-        if method == "fp32":
-            ax.axhline(rs[0]["top1_mean"], color="grey", ls="--", lw=1, label="fp32")
-            continue
-        ax.errorbar(
-            [r["b_avg"] for r in rs],
-            [r["top1_mean"] for r in rs],
-            yerr=[r["top1_std"] for r in rs],
-            marker="o" if method.startswith("dynabit") else "s",
-            ms=4,
-            capsize=3,
-            lw=1.8 if method.startswith("dynabit") else 1,
-            label=method,
-        )
-    ax.set_xlabel("measured B_avg (activation bits, MAC-weighted)")
-    ax.set_ylabel("top-1 (%)")
-    ax.set_title(f"{arch} on {args.dataset}: accuracy vs bit width")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    for ax in axes:
+        for method in methods:
+            rs = sorted((r for r in mine if r["method"] == method), key=lambda r: r["b_avg"])
+            if method == "fp32":
+                ax.axhline(rs[0]["top1_mean"], color="grey", ls="--", lw=1, label="fp32")
+                continue
+            ax.errorbar(
+                [r["b_avg"] for r in rs],
+                [r["top1_mean"] for r in rs],
+                yerr=[r["top1_std"] for r in rs],
+                marker="o" if method.startswith("dynabit") else "s",
+                ms=4,
+                capsize=3,
+                lw=1.8 if method.startswith("dynabit") else 1,
+                label=method,
+            )
+        ax.set_xlabel("measured B_avg (activation bits, MAC-weighted)")
+        ax.set_ylabel("top-1 (%)")
+        ax.grid(alpha=0.3)
+    axes[0].set_title(f"{arch} on {args.dataset}: accuracy vs bit width")
+    limits = zoom_limits(mine)
+    if limits is not None:
+        axes[1].set_ylim(*limits)
+    axes[1].set_title(f"zoomed: within {ZOOM_POINTS:g} points of the best")
+    axes[1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
@@ -706,36 +839,53 @@ def plot(args: argparse.Namespace, rows: list[dict], arch: str, path: Path) -> N
     os.replace(tmp, path)
 
 
-def write_report(args: argparse.Namespace, points: list[Point], command: str) -> dict[str, Any]:
-    """Rewrite ``frontier.json``, ``frontier.md`` and one plot per architecture."""
+def retrained_parents(
+    args: argparse.Namespace, points: list[Point], carried: dict[tuple, dict]
+) -> dict[str, dict[str, float]]:
+    """FP32 models trained again for new points while their row is carried over: both top-1
+    figures, so a reader sees whether the new points start from the same model."""
+    out = {}
+    for p in points:
+        r = read_result(args, p) if p.is_fp32 and _group(p) in carried else None
+        if r is not None:
+            out[p.arch] = {"carried_top1": carried[_group(p)]["top1_mean"], "top1": r["top1"]}
+    return out
+
+
+def write_report(
+    args: argparse.Namespace,
+    points: list[Point],
+    command: str,
+    carried: dict[tuple, dict] | None = None,
+) -> dict[str, Any]:
+    """Rewrite ``frontier.json``, ``frontier.md`` and one plot per architecture.
+
+    ``carried``: rows reused from the earlier report (default: read from ``--out-dir`` now)."""
     out = Path(args.out_dir)
-    rows = aggregate(args, points)
-    done = sum(read_result(args, p) is not None for p in points)
+    if carried is None:
+        carried = carried_rows(args, points)
+    rows = aggregate(args, points, carried)
+    done = sum(_group(p) in carried or read_result(args, p) is not None for p in points)
     chk = checks(rows, args.archs)
+    table = default_table(rows, args.archs)
     meta = {"command": command, "points_done": done, "points_total": len(points)}
     report = {
         "rows": rows,
         "command": command,
         "checks": chk,
+        "default_method": table,
         "complete": done == len(points),
         "points_done": done,
         "points_total": len(points),
         "dataset": args.dataset,
-        "recipe": {
-            "fp32_epochs": args.fp32_epochs,
-            "qat_epochs": args.qat_epochs,
-            "batch_size": args.batch_size,
-            "fp32_lr": args.fp32_lr,
-            "qat_lr": args.qat_lr,
-            "threshold_lr": args.threshold_lr,
-            "calib_batches": args.calib_batches,
-            "max_steps_per_epoch": args.max_steps,
-            "subset": args.subset,
-        },
+        "recipe": recipe(args),
         "run_root": str(args.run_root),
     }
+    refit = retrained_parents(args, points, carried)
+    if refit:
+        report["fp32_retrained"] = refit
     atomic_write_text(out / "frontier.json", json.dumps(report, indent=2) + "\n")
-    atomic_write_text(out / "frontier.md", markdown(args, rows, chk, meta))
+    atomic_write_text(out / "frontier.md", markdown(args, rows, chk, meta, table))
     for arch in args.archs:
         if any(r["arch"] == arch for r in rows):
             plot(args, rows, arch, out / f"frontier_{arch}.png")
@@ -760,22 +910,22 @@ def _without(argv: list[str], flags: dict[str, int]) -> list[str]:
 
 
 def launch_background(args: argparse.Namespace, argv: list[str]) -> None:
-    """Start ``--workers`` detached workers with the same options; print where they log."""
+    """Start the same command detached (its ``--workers`` processes share the grid through
+    :mod:`dynabit.sweep`); print where it logs."""
     root = Path(args.run_root)
     root.mkdir(parents=True, exist_ok=True)
-    child = _without(argv, {"--background": 0, "--workers": 1})
-    for i in range(args.workers):
-        log_path = root / f"worker{i}.log"
-        with open(log_path, "a") as f:
-            proc = subprocess.Popen(
-                [sys.executable, str(Path(__file__).resolve()), *child],
-                stdout=f,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=os.getcwd(),
-            )
-        print(f"worker {i}: pid {proc.pid}, log {log_path}")
+    child = _without(argv, {"--background": 0})
+    log_path = root / "frontier.log"
+    with open(log_path, "a") as f:
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), *child],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=os.getcwd(),
+        )
+    print(f"frontier: pid {proc.pid}, {args.workers} worker(s), log {log_path}")
     print(
         f"re-run `{shlex.join(['python', SCRIPT, *argv])}` to resume after a stop; "
         f"results in {args.out_dir}"
@@ -794,24 +944,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         launch_background(args, raw)
         return None
     n_qat = sum(not p.is_fp32 for p in points)
-    todo = [p for p in points if read_result(args, p) is None]
+    carried = carried_rows(args, points)
+    by_key = {p.key: p for p in points}
+    todo = [by_key[t.name] for t in tasks(args, points, carried)]
+    todo = [p for p in todo if read_result(args, p) is None]
     log.info(
-        "%d runs (%d FP32 + %d QAT: %d archs x %d seeds x %d points), %d left; run root %s",
+        "%d runs (%d FP32 + %d QAT: %d archs x %d seeds x %d points), %d rows carried over "
+        "from %s, %d runs left; run root %s",
         len(points),
         len(points) - n_qat,
         n_qat,
         len(args.archs),
         len(args.seeds),
         n_qat // max(1, len(args.archs) * len(args.seeds)),
+        len(carried),
+        Path(args.out_dir) / "frontier.json",
         len(todo),
         args.run_root,
     )
     if args.report:
-        return write_report(args, points, command)
+        return write_report(args, points, command, carried)
     if args.dry_run:
         for p in points:
-            log.info("  %-40s %s", p.key, "done" if read_result(args, p) else "")
-        seconds = estimate(args, points)
+            state = "carried" if _group(p) in carried else "done" if read_result(args, p) else ""
+            log.info("  %-40s %s", p.key, "to run" if p in todo else state)
+        seconds = estimate(args, todo)
         log.info(
             "estimated %.1f h of training for the %d runs left (one worker, %d thread(s); "
             "measured steps under the current load)",
@@ -821,7 +978,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         )
         return {"points": [p.key for p in points], "estimate_seconds": seconds}
     try:
-        failed = work(args, points, command)
+        failed = work(args, points, command, carried)
     except TrainingInterrupted as e:  # the point stopped with a checkpoint; the rest wait
         log.warning("%s; run the same command again to continue", e)
         raise SystemExit(e.exit_code) from None

@@ -12,6 +12,10 @@ A sweep file holds a ``base`` run config (the ``train``/``quant``/``pretrain`` s
 Every point trains in ``<out>/<point name>/``; a finished point is not trained again, so
 re-running the same command resumes the sweep. The table of all points is written to
 ``<out>/sweep.json`` and ``<out>/sweep.md``.
+
+Underneath, :func:`run_tasks` runs any list of :class:`Task` objects with a runner of the
+caller's (the frontier benchmark uses it): tasks wait for the ones they name (a shared FP32
+parent), finished ones are skipped, a failure does not stop the others.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ import itertools
 import json
 import os
 import signal
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from multiprocessing import active_children, get_context
 from pathlib import Path
 from typing import Any
@@ -119,6 +126,202 @@ def _stop_workers(pending: set[Future], signum: int) -> None:
         os.kill(child.pid, signum)
 
 
+Runner = Callable[[dict[str, Any], str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of a sweep: its name (also its run directory under the sweep's folder), the
+    plain data its runner gets, and the names of earlier tasks that must finish first (a
+    shared FP32 parent, say)."""
+
+    name: str
+    payload: dict[str, Any]
+    after: tuple[str, ...] = ()
+
+
+@dataclass
+class TaskResults:
+    """What :func:`run_tasks` did: the finished tasks' rows and the failed tasks' errors."""
+
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def _check_tasks(tasks: list[Task]) -> None:
+    seen: set[str] = set()
+    for t in tasks:
+        if t.name in seen:
+            raise ValueError(f"task {t.name!r} is listed twice")
+        for dep in t.after:
+            if dep not in seen:
+                raise ValueError(f"task {t.name!r} waits for {dep!r}, not listed before it")
+        seen.add(t.name)
+
+
+@contextmanager
+def _folder_lock(out: Path) -> Iterator[None]:
+    """One sweep at a time per folder (an advisory lock the OS drops when its process ends)."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".sweep.lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise RuntimeError(
+                f"another sweep is running in {out} (pid {f.read().strip() or '?'}); "
+                "wait for it or stop it first"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_tasks(
+    tasks: list[Task],
+    out_dir: str | Path,
+    workers: int = 2,
+    runner: Runner = _train_point,
+    on_done: Callable[[str, dict[str, Any]], None] | None = None,
+    finished: Callable[[Path], dict[str, Any] | None] | None = None,
+    in_process: bool = False,
+) -> TaskResults:
+    """Run every task (``workers`` processes at a time), each after the tasks it waits for.
+
+    ``runner(task.payload, run_dir)`` runs one task and returns its row; with ``workers > 1``
+    it must be a module-level function (it crosses to a spawned process). ``finished(run_dir)``
+    returns the row of a task that already finished (it is not run again), or None.
+    ``in_process`` runs the tasks one by one in this process (``workers`` must be 1). A task
+    that raises is recorded in ``failed`` and the others go on; the tasks waiting for it fail
+    too. SIGINT/SIGTERM stop every running task at its next step with a checkpoint and raise
+    :class:`~dynabit.train.TrainingInterrupted`; running the same tasks again resumes them.
+    Only one sweep runs at a time in ``out_dir``.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if in_process and workers != 1:
+        raise ValueError(f"in_process runs one task at a time, got workers={workers}")
+    _check_tasks(tasks)
+    out = Path(out_dir)
+    res = TaskResults()
+    with _folder_lock(out):
+        todo: list[Task] = []
+        for t in tasks:
+            row = finished(out / t.name) if finished is not None else None
+            if row is not None:
+                res.rows[t.name] = row
+            else:
+                todo.append(t)
+        if in_process:
+            _run_inline(todo, out, runner, on_done, res)
+        else:
+            _run_pool(todo, out, workers, runner, on_done, res)
+    return res
+
+
+def _blocked(t: Task, res: TaskResults) -> str | None:
+    """The failed task ``t`` waits for, if any."""
+    return next((d for d in t.after if d in res.failed), None)
+
+
+def _run_inline(
+    todo: list[Task],
+    out: Path,
+    runner: Runner,
+    on_done: Callable[[str, dict[str, Any]], None] | None,
+    res: TaskResults,
+) -> None:
+    for t in todo:
+        dep = _blocked(t, res)
+        if dep is not None:
+            res.failed[t.name] = f"{dep} failed"
+            continue
+        try:
+            res.rows[t.name] = runner(t.payload, str(out / t.name))
+        except TrainingInterrupted as e:
+            raise TrainingInterrupted(
+                e.signum, f"sweep {out}: {len(res.rows)} tasks finished, the others resume"
+            ) from None
+        except Exception:  # the others go on; the caller reports it
+            res.failed[t.name] = traceback.format_exc()
+            continue
+        if on_done is not None:
+            on_done(t.name, res.rows[t.name])
+
+
+def _run_pool(
+    todo: list[Task],
+    out: Path,
+    workers: int,
+    runner: Runner,
+    on_done: Callable[[str, dict[str, Any]], None] | None,
+    res: TaskResults,
+) -> None:
+    signum = 0  # the signal that stops the sweep, once one arrives (here or in a worker)
+    waiting = list(todo)
+    with (
+        stop_on_signals("stopping every point at its next step, with a checkpoint") as stop,
+        ProcessPoolExecutor(
+            max_workers=workers, mp_context=get_context("spawn"), initializer=_ignore_stop_signals
+        ) as pool,
+    ):
+        futures: dict[Future, Task] = {}
+        forwarded = False
+        while waiting or futures:
+            if not signum:  # start what is ready, in the order given, up to one per worker
+                for t in list(waiting):
+                    if len(futures) >= workers:
+                        break
+                    dep = _blocked(t, res)
+                    if dep is not None:
+                        res.failed[t.name] = f"{dep} failed"
+                        waiting.remove(t)
+                    elif all(d in res.rows for d in t.after):
+                        futures[pool.submit(runner, t.payload, str(out / t.name))] = t
+                        waiting.remove(t)
+            elif waiting:
+                waiting.clear()
+            if not futures:
+                if waiting:  # only tasks whose prerequisites failed are left
+                    continue
+                break
+            done, _ = wait(set(futures), timeout=0.5, return_when=FIRST_COMPLETED)
+            for fut in done:
+                t = futures.pop(fut)
+                if fut.cancelled():
+                    continue
+                try:
+                    res.rows[t.name] = fut.result()
+                except TrainingInterrupted as e:
+                    signum = signum or e.signum
+                    continue
+                except BrokenProcessPool:  # an idle worker the stop signal ended
+                    if not (signum or stop):
+                        raise
+                    continue
+                except Exception:  # the others go on; the caller reports it
+                    res.failed[t.name] = traceback.format_exc()
+                    continue
+                if on_done is not None:
+                    on_done(t.name, res.rows[t.name])
+            if stop and not signum:
+                signum = stop.signum or 0
+            if signum and not forwarded:
+                _stop_workers(set(futures), signum)
+                forwarded = True
+    if signum:
+        raise TrainingInterrupted(
+            signum, f"sweep {out}: {len(res.rows)} tasks finished, the others resume"
+        )
+
+
 def run_sweep(
     sweep: SweepConfig,
     out_dir: str | Path,
@@ -133,49 +336,19 @@ def run_sweep(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     points = expand(sweep)
-    rows: dict[str, dict[str, Any]] = {}
-    signum = 0  # the signal that stops the sweep, once one arrives (here or in a worker)
-    with (
-        stop_on_signals("stopping every point at its next step, with a checkpoint") as stop,
-        ProcessPoolExecutor(
-            max_workers=workers, mp_context=get_context("spawn"), initializer=_ignore_stop_signals
-        ) as pool,
-    ):
-        futures = {
-            pool.submit(_train_point, cfg.model_dump(mode="json"), str(out / name)): (name, values)
-            for name, values, cfg in points
-        }
-        pending = set(futures)
-        forwarded = False
-        while pending:
-            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for fut in done:
-                name, values = futures[fut]
-                if fut.cancelled():
-                    continue
-                try:
-                    rows[name] = {"point": name, **values, **fut.result()}
-                except TrainingInterrupted as e:
-                    signum = signum or e.signum
-                    continue
-                except BrokenProcessPool:  # an idle worker the stop signal ended
-                    if not (signum or stop):
-                        raise
-                    continue
-                if on_point is not None:
-                    on_point(name, rows[name])
-            if stop and not signum:
-                signum = stop.signum or 0
-            if signum and not forwarded:
-                _stop_workers(pending, signum)
-                forwarded = True
-    if signum:
-        raise TrainingInterrupted(
-            signum, f"sweep {out}: {len(rows)}/{len(points)} points finished, the others resume"
-        )
-    table = [rows[name] for name, _, _ in points]
+    values = {name: v for name, v, _ in points}
+
+    def done(name: str, row: dict[str, Any]) -> None:
+        if on_point is not None:
+            on_point(name, {"point": name, **values[name], **row})
+
+    tasks = [Task(name, cfg.model_dump(mode="json")) for name, _, cfg in points]
+    res = run_tasks(tasks, out, workers, on_done=done)
+    if res.failed:
+        name, err = next(iter(res.failed.items()))
+        raise RuntimeError(f"sweep point {name} failed:\n{err}")
+    table = [{"point": name, **values[name], **res.rows[name]} for name, _, _ in points]
     atomic_write_text(out / "sweep.json", json.dumps({"rows": table}, indent=2) + "\n")
     atomic_write_text(out / "sweep.md", to_markdown(table, list(sweep.grid)))
     return table

@@ -9,6 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "frontier.py"
+ARCHS = ("small_cnn", "resnet20", "mobilenet_v2")
 ROW_TYPES = {
     "arch": str,
     "method": str,
@@ -34,15 +35,17 @@ def test_full_plan_covers_the_issue(frontier) -> None:
     args = frontier.resolve(frontier.build_parser().parse_args([]))
     assert Path(args.out_dir) == ROOT / "benchmarks" / "results"
     points = frontier.plan(args)
-    assert {p.arch for p in points} == {"small_cnn", "resnet20"}
+    assert {p.arch for p in points} == set(ARCHS)
     fp32 = [p for p in points if p.is_fp32]
-    assert len(fp32) == 2  # one FP32 model per architecture
-    for arch in ("small_cnn", "resnet20"):
+    assert len(fp32) == 3  # one FP32 model per architecture
+    for arch in ARCHS:
         for seed in (0, 1, 2):
             have = {(p.method, p.budget) for p in points if p.arch == arch and p.seed == seed}
             for m in ("dynabit", "pg", "drq"):
                 assert {(m, b) for b in (4.5, 5.0, 6.0)} <= have
+                assert (f"{m}-midpoint-dual", 5.0) in have
             assert {("uniform", float(b)) for b in (4, 5, 6, 8)} <= have
+            assert {("dynabit-input", 5.0), ("dynabit-midpoint-dual-input", 5.0)} <= have
     # Every point's config validates: same recipe, QAT warm-started from the arch's FP32 run.
     for p in points:
         cfg = frontier.run_config(args, p)
@@ -71,7 +74,7 @@ def test_quick_runs_end_to_end_and_resumes(frontier, tmp_path, monkeypatch) -> N
         assert row["method"].split("-")[0] in {"fp32", "uniform", "pg", "drq", "dynabit"}
         assert 0.0 <= row["top1_mean"] <= 100.0 and row["seeds"] == 1
         assert row["bops"] > 0 and row["macs"] > 0
-    for arch in ("small_cnn", "resnet20"):
+    for arch in ARCHS:
         methods = {r["method"] for r in rows if r["arch"] == arch}
         assert {"fp32", "uniform", "pg", "drq", "dynabit"} <= methods
         for r in rows:
@@ -81,11 +84,23 @@ def test_quick_runs_end_to_end_and_resumes(frontier, tmp_path, monkeypatch) -> N
                 assert 4.0 <= r["b_avg"] <= 8.0 and r["refine_ratio"] is not None
         png = (out / f"frontier_{arch}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "dynabit-midpoint-dual-input" in methods and "dynabit-input" in methods
+        table = [t for t in data["default_method"] if t["arch"] == arch]
+        w8a4, w8a8 = (
+            next(r["top1_mean"] for r in rows if r["arch"] == arch and r["method"] == "uniform"
+                 and r["budget"] == b)
+            for b in (4.0, 8.0)
+        )  # fmt: skip
+        default = next(t for t in table if t["default"])
+        assert default["method"] == "dynabit" and default["budget"] == 5.0
+        assert default["gap_w8a4"] == pytest.approx(default["top1_mean"] - w8a4)
+        assert default["gap_w8a8"] == pytest.approx(default["top1_mean"] - w8a8)
     drq = json.loads((tmp_path / "runs/resnet20/drq-b5/seed0/result.json").read_text())
     assert set(drq["as_trained"]) == {"top1", "b_avg"}  # DRQ thresholds set again after QAT
     assert (tmp_path / "runs/resnet20/drq-b5/seed0/recalibrated.safetensors").is_file()
     md = (out / "frontier.md").read_text()
     assert "| arch | method | budget |" in md and "Targets at B_target = 5" in md
+    assert "## mobilenet_v2: dynabit against uniform W8A4 and W8A8" in md
     assert any(c["method"] == "dynabit" for c in data["checks"])
 
     # A second launch finds every point finished and trains nothing.
@@ -128,3 +143,58 @@ def test_checks_compare_each_variant_with_the_baselines_of_the_same_switches(fro
     w8a8 = by[("dynabit", "dynabit top-1 within 0.3 points of uniform W8A8")]
     assert w8a8["value"] == pytest.approx(-0.2) and w8a8["pass"]
     assert by[("dynabit", "dynabit measured B_avg within +-0.1 of 5")]["pass"]
+
+
+def _fake_row(arch: str, method: str, budget: float, seeds: int, top1: float = 90.0) -> dict:
+    return {"arch": arch, "method": method, "budget": budget, "top1_mean": top1,
+            "top1_std": 0.1, "b_avg": budget, "seeds": seeds, "bops": 1.0, "macs": 1,
+            "refine_ratio": None, "top1_per_seed": [top1] * seeds}  # fmt: skip
+
+
+def test_rows_of_an_earlier_report_are_carried_over_not_trained(frontier, tmp_path) -> None:
+    argv = ["--run-root", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out")]
+    args = frontier.resolve(frontier.build_parser().parse_args(argv))
+    points = frontier.plan(args)
+    old_groups = {
+        (p.arch, p.method, p.budget)
+        for p in points
+        if p.arch != "mobilenet_v2" and "input" not in p.method
+    }
+    rows = [_fake_row(a, m, b, 1 if m == "fp32" else 3) for a, m, b in sorted(old_groups)]
+    rows.append(_fake_row("small_cnn", "dynabit-input", 5.0, 2))  # a seed short: not carried
+    report = {"rows": rows, "dataset": args.dataset, "recipe": frontier.recipe(args)}
+    del report["recipe"]["width"]  # an older report without the key: its default holds
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "frontier.json").write_text(json.dumps(report))
+    carried = frontier.carried_rows(args, points)
+    assert set(carried) == old_groups
+    names = [t.name for t in frontier.tasks(args, points, carried)]
+    assert names[0] == "mobilenet_v2/fp32"  # the new network first
+    assert all(n.startswith("mobilenet_v2/") for n in names[:55])
+    assert {n for n in names if not n.startswith("mobilenet_v2/")} == {
+        f"{a}/{m}-b5/seed{s}"
+        for a in ("small_cnn", "resnet20")
+        for m in ("dynabit-input", "dynabit-midpoint-dual-input")
+        for s in (0, 1, 2)
+    } | {"small_cnn/fp32", "resnet20/fp32"}  # parents trained again for the new points only
+    written = frontier.write_report(args, points, "cmd", carried)
+    assert not written["complete"] and written["points_done"] == sum(
+        (p.arch, p.method, p.budget) in old_groups for p in points
+    )
+    by = {(r["arch"], r["method"], r["budget"]): r for r in written["rows"]}
+    assert all(by[g] == carried[g] for g in old_groups)  # verbatim, though no run dirs exist
+    # another recipe: nothing is carried over
+    other = frontier.resolve(frontier.build_parser().parse_args([*argv, "--qat-lr", "0.01"]))
+    assert frontier.carried_rows(other, frontier.plan(other)) == {}
+
+
+def test_zoomed_panel_leaves_diverged_rows_out(frontier) -> None:
+    rows = [
+        _fake_row("a", "fp32", 32.0, 1, 93.0),
+        _fake_row("a", "uniform", 8.0, 3, 92.9),
+        _fake_row("a", "uniform", 4.0, 3, 92.6),
+        _fake_row("a", "dynabit", 5.0, 3, 10.0),  # diverged
+    ]
+    lo, hi = frontier.zoom_limits(rows)
+    assert 92.0 < lo < 92.5 and 93.0 < hi < 93.5
+    assert frontier.zoom_limits([_fake_row("a", "fp32", 32.0, 1)]) is None
