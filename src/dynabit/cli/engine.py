@@ -111,7 +111,14 @@ def export_command(
             result["onnx"] = str(onnx_out)
             if check:
                 test = _test_set(dataset, data_dir, subset, program, path)
-                result["check"] = check_onnx(onnx_out, program, test.images, test.labels).to_dict()
+                if not as_json:
+                    typer.echo(
+                        f"checking the ONNX model against the engine on {len(test)} test images"
+                        f" of {test.name} (--no-check skips it)",
+                        err=True,
+                    )
+                chk = check_onnx(onnx_out, program, test.images, test.labels, progress=not as_json)
+                result["check"] = chk.to_dict()
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -160,7 +167,9 @@ def run_int_command(
     with user_errors():
         program = load_program(program_path)
         test = _test_set(dataset, data_dir, subset, program, program_path)
-        ev = evaluate_program(program, test.images, test.labels, batch_size=batch_size)
+        ev = evaluate_program(
+            program, test.images, test.labels, batch_size=batch_size, progress=not as_json
+        )
         summary = ev.summary()
         summary.update(program=str(program_path), dataset=test.name)
         if write_trace:

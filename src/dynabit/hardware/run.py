@@ -183,9 +183,9 @@ def _module_masks(model: nn.Module, images: Any, dataflow: str | None) -> RealMa
 
     if isinstance(images, int):
         raise TypeError("a module needs the images to trace (a tensor), not a count")
-    layers = dynamic_layers(model)
-    if not layers:
+    config = getattr(model, "dynabit_config", None)  # set by prepare()
+    if config is None or not dynamic_layers(model):
         raise ValueError("the model has no dynamic layers: prepare() it first")
-    hw = _with_dataflow(layers[0][1].qcfg.hardware, dataflow)
+    hw = _with_dataflow(config.hardware, dataflow)
     shapes, masks = trace_model(model, images, hw)
     return RealMasks(shapes, masks, hw, type(model).__name__)
