@@ -113,13 +113,11 @@ def export_command(
                 test = _test_set(dataset, data_dir, subset, program, path)
                 if not as_json:
                     typer.echo(
-                        f"checking the ONNX model against the engine on {len(test)} test "
-                        f"images of {test.name} (--no-check skips it)",
+                        f"checking the ONNX model against the engine on {len(test)} test images"
+                        f" of {test.name} (--no-check skips it)",
                         err=True,
                     )
-                chk = check_onnx(
-                    onnx_out, program, test.images, test.labels, progress=not as_json
-                )
+                chk = check_onnx(onnx_out, program, test.images, test.labels, progress=not as_json)
                 result["check"] = chk.to_dict()
     if as_json:
         typer.echo(json.dumps(result, indent=2))
