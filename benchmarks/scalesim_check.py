@@ -42,14 +42,14 @@ from scalesim.scale_sim import scalesim
 cfg, topo, layout, out = sys.argv[1:5]
 s = scalesim(save_disk_space=True, verbose=False, config=cfg, topology=topo, layout=layout,
              input_type_gemm=False)
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 s.run_scale(top_path=out)
-dt = time.perf_counter() - t0
+dt, cpu = time.perf_counter() - t0, time.process_time() - c0
 for root, _, files in os.walk(out):
     if "COMPUTE_REPORT.csv" in files:
         rows = [ln for ln in open(os.path.join(root, "COMPUTE_REPORT.csv")) if ln.strip()]
         vals = [float(v) for v in rows[1].split(",") if v.strip()]
-        res = {"compute_report": vals, "seconds": dt}
+        res = {"compute_report": vals, "seconds": dt, "cpu_seconds": cpu}
         json.dump(res, open(os.path.join(out, "result.json"), "w"))
 """
 
