@@ -204,12 +204,18 @@ def run_demo(opts: DemoOptions | None = None) -> dict[str, Any]:
     baseline and the parity check of the same checkpoints) and says so; ``seconds`` stays the
     first run's wall time (``seconds_this_run`` is the rerun's).
     """
+    from dynabit.train.lock import run_dir_lock
+
+    opts = opts or DemoOptions()
+    with run_dir_lock(opts.run_dir, "demo directory"):  # one demo at a time per folder
+        return _run_demo(opts)
+
+
+def _run_demo(opts: DemoOptions) -> dict[str, Any]:
     from dynabit.data import load_dataset
     from dynabit.train import load_model, run_training
 
-    opts = opts or DemoOptions()
     start = time.perf_counter()
-    opts.run_dir.mkdir(parents=True, exist_ok=True)
     first = _first_seconds(opts.run_dir / "summary.json") if opts.resume else None
     dataset = pick_dataset(opts.dataset, opts.data_dir)
     results = run_training(run_config(opts, dataset), opts.run_dir / "train", resume=opts.resume)

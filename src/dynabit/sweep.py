@@ -26,10 +26,9 @@ import json
 import os
 import signal
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import active_children, get_context
 from pathlib import Path
@@ -37,10 +36,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from dynabit.config.io import read_mapping, validate
+from dynabit.config.io import ConfigError, read_mapping, validate
 from dynabit.config.run import RunConfig, validate_run
 from dynabit.train.interrupt import STOP_SIGNALS, TrainingInterrupted, stop_on_signals
+from dynabit.train.lock import run_dir_lock
 from dynabit.utils.files import atomic_write_text
+
+
+class SweepPointError(RuntimeError):
+    """A sweep point failed; the message ends with that point's error (its last line)."""
 
 
 class SweepConfig(BaseModel):
@@ -83,9 +87,15 @@ def _label(value: Any) -> str:
 
 
 def expand(sweep: SweepConfig) -> list[tuple[str, dict[str, Any], RunConfig]]:
-    """Every grid point: ``(name, {key: value}, run config)``, validated up front."""
+    """Every grid point: ``(name, {key: value}, run config)``, validated up front.
+
+    A grid that repeats a point (the same value twice, or values such as ``5`` and ``5.0``
+    that give the same config) is refused: two points would train the same run, or train into
+    one directory at once.
+    """
     keys = list(sweep.grid)
-    points = []
+    points: list[tuple[str, dict[str, Any], RunConfig]] = []
+    seen: dict[str, str] = {}  # the config of a point as JSON -> its name
     for values in itertools.product(*(sweep.grid[k] for k in keys)):
         data = copy.deepcopy(sweep.base)
         for key, value in zip(keys, values, strict=True):
@@ -94,6 +104,13 @@ def expand(sweep: SweepConfig) -> list[tuple[str, dict[str, Any], RunConfig]]:
             f"{k.split('.')[-1]}={_label(v)}" for k, v in zip(keys, values, strict=True)
         )
         cfg = validate_run(data, f"sweep point {name}")
+        same = seen.get(key := cfg.model_dump_json())
+        if same is not None or any(p[0] == name for p in points):
+            raise ConfigError(
+                f"sweep grid repeats a point: {name!r} is the same run as "
+                f"{(same or name)!r}; list each value of {keys} once"
+            )
+        seen[key] = name
         points.append((name, dict(zip(keys, values, strict=True)), cfg))
     return points
 
@@ -159,31 +176,6 @@ def _check_tasks(tasks: list[Task]) -> None:
         seen.add(t.name)
 
 
-@contextmanager
-def _folder_lock(out: Path) -> Iterator[None]:
-    """One sweep at a time per folder (an advisory lock the OS drops when its process ends)."""
-    import fcntl
-
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / ".sweep.lock", "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            raise RuntimeError(
-                f"another sweep is running in {out} (pid {f.read().strip() or '?'}); "
-                "wait for it or stop it first"
-            ) from None
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def run_tasks(
     tasks: list[Task],
     out_dir: str | Path,
@@ -211,7 +203,7 @@ def run_tasks(
     _check_tasks(tasks)
     out = Path(out_dir)
     res = TaskResults()
-    with _folder_lock(out):
+    with run_dir_lock(out, "sweep directory"):
         todo: list[Task] = []
         for t in tasks:
             row = finished(out / t.name) if finished is not None else None
@@ -347,7 +339,11 @@ def run_sweep(
     res = run_tasks(tasks, out, workers, on_done=done)
     if res.failed:
         name, err = next(iter(res.failed.items()))
-        raise RuntimeError(f"sweep point {name} failed:\n{err}")
+        lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+        last = lines[-1] if lines else "unknown error"
+        more = len(res.failed) - 1
+        others = f" ({more} other point(s) failed too)" if more else ""
+        raise SweepPointError(f"sweep point {name} failed{others}: {last}")
     table = [{"point": name, **values[name], **res.rows[name]} for name, _, _ in points]
     atomic_write_text(out / "sweep.json", json.dumps({"rows": table}, indent=2) + "\n")
     atomic_write_text(out / "sweep.md", to_markdown(table, list(sweep.grid)))

@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
+from lock_holder import lock_held_elsewhere
 
-from dynabit.sweep import Task, _folder_lock, run_tasks
+from dynabit.sweep import Task, run_tasks
+from dynabit.train.lock import RunDirLockedError
 
 
 def record(payload: dict, run_dir: str) -> dict:
@@ -73,8 +75,8 @@ def test_bad_task_lists_and_a_second_sweep_in_the_same_folder(tmp_path) -> None:
     with pytest.raises(ValueError, match="in_process runs one task at a time"):
         run_tasks([], tmp_path, workers=2, in_process=True)
     with (
-        _folder_lock(tmp_path),
-        pytest.raises(RuntimeError, match=r"another sweep is running in .* \(pid \d+\)"),
+        lock_held_elsewhere(tmp_path) as holder,
+        pytest.raises(RunDirLockedError, match=rf"sweep directory .* \(pid {holder.pid}\b"),
     ):
         run_tasks([Task("a", {"x": 0})], tmp_path, 1, runner=record, in_process=True)
     assert not (tmp_path / "a").exists()

@@ -15,6 +15,7 @@ import torch
 
 from dynabit.config.run import save_run_config
 from dynabit.train import RunDir, TrainingInterrupted, train
+from dynabit.train.lock import LOCK_NAME
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -26,8 +27,13 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
 
 
 def _leftovers(run: Path) -> list[Path]:
-    """Temporary files or folders an interrupted write would leave behind."""
-    return [p for p in run.rglob("*") if p.name.startswith(".") or ".tmp" in p.name]
+    """Temporary files or folders an interrupted write would leave behind (the lock file
+    stays: the lock itself died with its holder)."""
+    return [
+        p
+        for p in run.rglob("*")
+        if (p.name.startswith(".") and p.name != LOCK_NAME) or ".tmp" in p.name
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,11 @@
 """Helper process for the tests (not a test module): train, optionally die, dump what it has.
 
-    python worker_train.py CONFIG RUN_DIR [--resume] [--kill-at STEP] [--dump DIR]
+    python worker_train.py CONFIG RUN_DIR [--resume] [--kill-at STEP] [--pause-at STEP] [--dump DIR]
     torchrun --nproc_per_node 2 worker_train.py CONFIG RUN_DIR --dump DIR
 
-``--kill-at`` sends SIGKILL to this process right after optimizer step STEP. ``--dump`` writes,
-per rank, the final parameters (``rank<r>.safetensors``) and ``rank<r>.json``: the training
+``--kill-at`` sends SIGKILL to this process right after optimizer step STEP; ``--pause-at``
+prints ``paused`` there and sleeps (holding the run directory) until it is killed. ``--dump``
+writes, per rank, the final parameters (``rank<r>.safetensors``) and ``rank<r>.json``: the training
 result, a single-process evaluation of the whole test split, and the decision statistics of
 one forward over rank-specific data, both this rank's own and all-reduced.
 """
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import torch
@@ -32,6 +34,7 @@ def main() -> None:
     ap.add_argument("run_dir")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--kill-at", type=int)
+    ap.add_argument("--pause-at", type=int)
     ap.add_argument("--dump")
     args = ap.parse_args()
 
@@ -41,6 +44,9 @@ def main() -> None:
     def hook(step: int) -> None:
         if step == args.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
+        if step == args.pause_at:
+            print("paused", flush=True)
+            time.sleep(300)
 
     cfg = None if args.resume else load_run_config(args.config)
     res = train(cfg, args.run_dir, resume=args.resume, step_hook=hook)

@@ -42,13 +42,14 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     from dynabit.engine import EngineError, ProgramFormatError, UnsupportedLayerError
     from dynabit.engine.trace import TraceFormatError
     from dynabit.export import OnnxExportError
-    from dynabit.train import CheckpointError, RunDirError
+    from dynabit.train import CheckpointError, RunDirError, TrainingDivergedError
 
     return (
         ConfigError,
         DatasetError,
         CheckpointError,
         RunDirError,
+        TrainingDivergedError,
         EngineError,
         ProgramFormatError,
         TraceFormatError,

@@ -11,6 +11,8 @@ the integer engine.
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +33,46 @@ def _parse_group(text: str | None) -> tuple[int, int] | str | None:
     except ValueError:
         fail(f"--group must be 'fit', 'default' or HxW, got {text!r}")
     return (h, w)
+
+
+MAX_IMAGE_SIZE = 16_384  # --image-size range: 1 .. this (a ResNet stem on 16k pixels)
+BYTES_PER_MASK_ENTRY = 10  # a float64 draw and a bool per entry, plus the counting pass
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (``MemAvailable``; else all of RAM)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def mask_memory(shapes: list, samples: int, element: bool, region: bool) -> int:
+    """Bytes the synthetic masks of ``shapes`` take while they are drawn and compared."""
+    entries = 0
+    for s in shapes:
+        if not s.dynamic:
+            continue
+        entries += math.prod(s.mask_shape(samples))
+        entries += math.prod(s.mask_shape(samples, "input")) if region else 0
+        entries += math.prod(s.element_mask_shape(samples)) if element else 0
+    return entries * BYTES_PER_MASK_ENTRY
+
+
+def check_mask_memory(shapes: list, samples: int, element: bool, region: bool) -> None:
+    """Refuse (one ``error:`` line) a simulation whose masks would not fit in half the
+    available memory, before any is drawn."""
+    need, have = mask_memory(shapes, samples, element, region), available_memory()
+    if need > have // 2:
+        gib = 2**30
+        fail(
+            f"the masks of this simulation need about {need / gib:.1f} GiB, more than half the "
+            f"{have / gib:.1f} GiB of memory available; lower --image-size or --samples, or "
+            "pass --no-element / --no-region"
+        )
 
 
 def simulate_command(
@@ -114,6 +156,12 @@ def simulate_command(
         fail(f"--decision must be output or input, got {decision!r}")
     if checkpoint is not None and program is not None:
         fail("give --checkpoint or --program, not both")
+    if image_size is not None and not 1 <= image_size <= MAX_IMAGE_SIZE:
+        fail(f"--image-size must lie in [1, {MAX_IMAGE_SIZE}], got {image_size}")
+    if samples < 1:
+        fail(f"--samples must be >= 1, got {samples}")
+    if not 0.0 <= ratio <= 1.0:
+        fail(f"--ratio must lie in [0, 1], got {ratio}")
     with user_errors(ValueError, KeyError):
         hw = load_hardware(hardware, rows=rows, cols=cols, dataflow=dataflow)
         real = checkpoint or program
@@ -137,6 +185,7 @@ def simulate_command(
             if masks_file is not None:
                 masks = load_masks(masks_file)
             else:
+                check_mask_memory(shapes, samples, element, region)
                 masks = synthetic_masks(shapes, ratio, samples, seed)
         result = compare_masks(shapes, masks, hw, element=element, region=region, seed=seed)
 

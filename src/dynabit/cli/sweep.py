@@ -16,10 +16,10 @@ def sweep_command(
     workers: Annotated[int, typer.Option(min=1, help="Points trained at once.")] = 2,
 ) -> None:
     """Train every grid point (resuming finished ones) and print the table."""
-    from dynabit.sweep import load_sweep, run_sweep, to_markdown
+    from dynabit.sweep import SweepPointError, load_sweep, run_sweep, to_markdown
 
     hint = f"continue with: dynabit sweep {config} --out {out} (finished points are kept)"
-    with user_errors(), stopped_cleanly(hint):
+    with user_errors(SweepPointError), stopped_cleanly(hint):
         spec = load_sweep(config)
 
         def done(name: str, row: dict) -> None:

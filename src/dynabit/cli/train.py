@@ -65,6 +65,16 @@ def train_command(
         "quantize": False if fp32 else None,
     }
     hint = f"continue with: dynabit train --run-dir {run_dir} --resume"
+    if resume and not run_dir.is_dir():
+        fail(
+            f"--resume: run directory {str(run_dir)!r} does not exist; drop --resume to start "
+            "a new run there"
+        )
+    if resume and config is None and not (run_dir / "config.yaml").is_file():
+        fail(
+            f"--resume: {str(run_dir)!r} holds no run to resume (no config.yaml); give --config "
+            "to start one there, or name the run directory of an existing run"
+        )
     with user_errors(), stopped_cleanly(hint):
         cfg = train_config(config, run_dir, resume, overrides, {"budget": budget})
         results = run_training(cfg, run_dir, resume)
@@ -95,6 +105,8 @@ def eval_command(
         fail(f"unknown dataset {dataset!r}; allowed: {', '.join(DATASET_NAMES)}")
     if subset is not None and subset < 1:
         fail(f"--subset must be >= 1, got {subset}")
+    if batch_size is not None and not 1 <= batch_size <= 65_536:
+        fail(f"--batch-size must lie in [1, 65536], got {batch_size}")
     with user_errors():
         res = evaluate_checkpoint(
             path, dataset=dataset, data_dir=data_dir, subset=subset, batch_size=batch_size

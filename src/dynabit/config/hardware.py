@@ -34,20 +34,21 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from dynabit.config.dataflow import Dataflow as DataflowModel
 from dynabit.config.dataflow import dataflow_for, squarest_factors
+from dynabit.config.io import StrictConfig
 
 Dataflow = Literal["os", "ws", "is"]
 
 KIB_BITS = 8 * 1024
 
 
-class SramPoint(BaseModel):
+class SramPoint(StrictConfig):
     """SRAM access energy for one buffer size, per ``table_word_bits``-bit word."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     size_kib: float = Field(..., gt=0.0, description="Buffer capacity in KiB.")
     read_pj: float = Field(..., gt=0.0, description="Energy of one word read, pJ.")
@@ -63,7 +64,7 @@ def _horowitz_sram() -> list[SramPoint]:
     ]
 
 
-class EnergyTable(BaseModel):
+class EnergyTable(StrictConfig):
     """Energy per operation (pJ). Defaults: Horowitz ISSCC 2014, 45 nm, scaled as in the module doc.
 
     ``mac_pj`` is keyed ``"<activation bits>x<weight bits>"``: the dual-precision PE uses the
@@ -72,7 +73,7 @@ class EnergyTable(BaseModel):
     config's ``word_bits``.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     source: str = Field(
         "Horowitz, ISSCC 2014, 45 nm 0.9 V; 4x8 multiply scaled by partial-product bits from the "
@@ -150,7 +151,7 @@ class EnergyTable(BaseModel):
         return math.exp(ys[i] + t * (ys[i + 1] - ys[i]))
 
 
-class HardwareConfig(BaseModel):
+class HardwareConfig(StrictConfig):
     """An ``rows x cols`` array of dual-precision PEs, its buffers, DRAM and energy table.
 
     With the output-stationary mapping, rows hold output pixels and columns output channels:
@@ -158,7 +159,7 @@ class HardwareConfig(BaseModel):
     pixels covering the rows (``group_h * group_w == rows`` by default).
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     rows: int = Field(16, ge=1, le=4096, description="PE array rows R (output pixels in OS).")
     cols: int = Field(16, ge=1, le=4096, description="PE array columns C (output channels in OS).")

@@ -3,17 +3,57 @@
 from __future__ import annotations
 
 import json
+import types
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 T = TypeVar("T", bound=BaseModel)
 
 
 class ConfigError(ValueError):
     """A config file or value that cannot be used; the message says where and what is allowed."""
+
+
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field of this type may hold ``True``/``False`` (``Any`` may)."""
+    if annotation is bool or annotation is Any:
+        return True
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_takes_bool(a) for a in get_args(annotation))
+    return False
+
+
+def _element_type(annotation: Any) -> Any:
+    """The element type of a ``tuple[X, X]`` field (``None`` for anything else)."""
+    for a in get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else ():
+        if get_origin(a) is tuple:
+            return get_args(a)[0]
+    return get_args(annotation)[0] if get_origin(annotation) is tuple else None
+
+
+class StrictConfig(BaseModel):
+    """Base of the config models: no unknown fields, no NaN or Inf in a number, and no
+    ``true``/``false`` where a number is expected (pydantic would read ``epochs: true`` as 1)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bools_for_numbers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for name, info in cls.model_fields.items():
+            v = data.get(name)
+            if isinstance(v, bool) and not _takes_bool(info.annotation):
+                raise ValueError(f"{name}: expected a number, got the boolean {v!r}")
+            elem = _element_type(info.annotation)
+            listed = isinstance(v, list | tuple) and elem is not None and not _takes_bool(elem)
+            if listed and any(isinstance(x, bool) for x in v):
+                raise ValueError(f"{name}: expected numbers, got {list(v)!r}")
+        return data
 
 
 def format_validation_error(err: ValidationError, where: str) -> str:

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from dynabit.config.hardware import HardwareConfig
+from dynabit.config.io import StrictConfig
 
 Score = Literal["max", "mean"]
 Decision = Literal["output", "input"]
@@ -79,10 +80,12 @@ METHOD_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class LayerQuantConfig(BaseModel):
+class LayerQuantConfig(StrictConfig):
     """The resolved settings of one quantized layer (a ``QuantConfig`` after overrides)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False
+    )
 
     dynamic: bool = Field(True, description="Dual-precision (True) or static quantization (False).")
     bits: int = Field(8, ge=2, le=16, description="Activation bits B of a dynamic layer.")
@@ -139,7 +142,10 @@ class LayerQuantConfig(BaseModel):
     )
     threshold_target: float | None = Field(
         None,
-        description="Target threshold (score-scale units) of that pull; None: the calibrated one.",
+        ge=-1e30,
+        le=1e30,
+        description="Target threshold (score-scale units) of that pull, a float32 value; None: "
+        "the calibrated one.",
     )
 
     @property

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from dynabit.config.io import StrictConfig
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(StrictConfig):
     """One training run (FP32 or quantization-aware).
 
     ``batch_size`` is the *global* batch: under ``torchrun`` each of the ``W`` processes takes
     ``batch_size / W`` samples per step, so a step sees the same samples whatever ``W`` is.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
     dataset: Literal["fashion-mnist", "mnist", "idx", "digits", "cifar10"] = "fashion-mnist"
     data_dir: str | None = Field(None, description="Dataset directory; None: the default place.")
@@ -40,7 +42,9 @@ class TrainConfig(BaseModel):
         None, description="Warm start: FP32 run dir, checkpoint folder or .safetensors file."
     )
     calib_batches: int = Field(4, ge=1, description="Batches that set scales and thresholds.")
-    seed: int = 0
+    seed: int = Field(
+        0, ge=0, le=2**63 - 1, description="Seed of every random stream (a 63-bit integer)."
+    )
     workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes.")
     max_steps_per_epoch: int | None = Field(None, ge=1, description="Cap steps (smoke tests).")
     checkpoint_every: int | None = Field(

@@ -15,7 +15,7 @@ from dynabit.train.checkpoint import (
 from dynabit.train.distributed import DistEnv, ShardedSampler, init_distributed
 from dynabit.train.evaluate import EvalResult, evaluate, evaluate_checkpoint, load_model
 from dynabit.train.interrupt import TrainingInterrupted
-from dynabit.train.loop import Trainer, TrainResult, train
+from dynabit.train.loop import Trainer, TrainingDivergedError, TrainResult, train
 from dynabit.train.optim import build_optimizer, build_scheduler, param_groups
 from dynabit.train.pipeline import run_training, stage_configs, train_two_stage
 from dynabit.train.rundir import RunDir, RunDirError, resolve_run
@@ -30,6 +30,7 @@ __all__ = [
     "ShardedSampler",
     "TrainResult",
     "Trainer",
+    "TrainingDivergedError",
     "TrainingInterrupted",
     "build_optimizer",
     "build_scheduler",

@@ -101,6 +101,8 @@ def evaluate(
         ValueError: the dataset is empty, or its inputs hold NaN/Inf (the message counts them).
     """
     env = env or current_env()
+    if batch_size < 1:
+        raise ValueError(f"evaluation batch_size must be >= 1, got {batch_size}")
     if len(dataset) == 0:  # type: ignore[arg-type]
         raise ValueError(f"{_describe(dataset)} is empty: nothing to evaluate")
     images = getattr(dataset, "images", None)
@@ -241,7 +243,7 @@ def evaluate_checkpoint(
         res = evaluate(
             model,
             test,
-            batch_size=batch_size or cfg.train.eval_batch_size,
+            batch_size=cfg.train.eval_batch_size if batch_size is None else batch_size,
             env=env,
             progress=progress,
         )

@@ -52,6 +52,7 @@ from dynabit.train.evaluate import (
     load_weights,
 )
 from dynabit.train.interrupt import StopRequest, TrainingInterrupted, stop_on_signals
+from dynabit.train.lock import main_rank_lock
 from dynabit.train.optim import build_optimizer, build_scheduler
 from dynabit.train.rundir import RunDir
 from dynabit.utils.progress import progress_bar
@@ -59,6 +60,11 @@ from dynabit.utils.progress import progress_bar
 log = logging.getLogger("dynabit.train")
 
 StepHook = Callable[[int], None]
+
+
+class TrainingDivergedError(ValueError):
+    """The training loss (or a weight) stopped being finite; nothing was checkpointed with
+    it, and the message names the position and the last good checkpoint."""
 
 
 @dataclass
@@ -248,6 +254,7 @@ class Trainer:
 
     def _save(self, epoch: int, step: int, metrics: dict[str, Any] | None = None) -> Path | None:
         """Checkpoint on rank 0 (every rank takes part: per-rank states are gathered)."""
+        self._check_finite_weights(epoch, step)
         mine: dict[str, Any] = {"sums": self.sums.clone()}
         if self.tc.quantize:
             mine.update(_decision_counters(self.model))
@@ -284,12 +291,63 @@ class Trainer:
 
             penalty = budget_penalty(self.model)
         loss = ce + penalty
+        self._check_finite_loss(loss, ce, penalty)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
         correct = (logits.argmax(1) == y).sum()
         return loss.detach(), ce.detach(), penalty.detach(), correct
+
+    def _diverged(self, what: str, epoch: int, step: int, global_step: int) -> Exception:
+        """The error (logged in ``metrics.jsonl``) for a run that stopped being finite at
+        ``step`` (1-based) of ``epoch`` (0-based)."""
+        latest = self.rd.latest()
+        last = f"the last good checkpoint is {str(latest)!r}" if latest else "no checkpoint yet"
+        if self.env.is_main:
+            self.rd.log(
+                {
+                    "event": "diverged",
+                    "epoch": epoch,
+                    "step": step,
+                    "global_step": global_step,
+                    "what": what,
+                    "time": time.time(),
+                }
+            )
+        return TrainingDivergedError(
+            f"training diverged in {str(self.rd.path)!r} at epoch {epoch + 1}, step {step} "
+            f"(global step {global_step}): {what}; nothing was saved with it, {last} "
+            "(check the config for extreme values, lower train.lr, or --resume from there)"
+        )
+
+    def _check_finite_loss(self, loss: torch.Tensor, ce: torch.Tensor, pen: torch.Tensor) -> None:
+        """Stop before a non-finite loss reaches the weights (every rank takes the same turn)."""
+        bad = torch.tensor([0.0 if bool(torch.isfinite(loss)) else 1.0])
+        if self.env.distributed:
+            bad = all_reduce_max(bad, self.env)
+        if bad.item():
+            raise self._diverged(
+                f"the loss is {loss.item()} (cross-entropy {ce.item()}, budget penalty "
+                f"{pen.item()}){' on some rank' if self.env.distributed else ''}",
+                self.epoch,
+                self.step + 1,
+                self.global_step + 1,
+            )
+
+    def _check_finite_weights(self, epoch: int, step: int) -> None:
+        """Never checkpoint NaN/Inf weights (a finite loss can still end in them); ``epoch``
+        and ``step`` are the position the checkpoint would have (0: an epoch's end)."""
+        bad = [
+            k
+            for k, v in self.model.state_dict().items()
+            if v.is_floating_point() and not bool(torch.isfinite(v).all())
+        ]
+        if bad:
+            if step == 0 and epoch > 0:  # the last step of the epoch before produced them
+                epoch, step = epoch - 1, self.steps_per_epoch
+            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            raise self._diverged(f"weights are not finite ({shown})", epoch, step, self.global_step)
 
     def _run_epoch(self, epoch: int) -> dict[str, Any]:
         env, t = self.env, self.tc
@@ -392,9 +450,11 @@ class Trainer:
     def run(self) -> TrainResult:
         """Train from the current position to ``epochs``; evaluate and checkpoint each epoch.
 
-        Raises :class:`TrainingInterrupted` after checkpointing when SIGINT/SIGTERM arrive.
+        Raises :class:`TrainingInterrupted` after checkpointing when SIGINT/SIGTERM arrive, and
+        :class:`~dynabit.train.lock.RunDirLockedError` when another process writes the run
+        directory.
         """
-        with stop_on_signals() as self.stop:
+        with main_rank_lock(self.rd.path, self.env.is_main), stop_on_signals() as self.stop:
             return self._run()
 
     def _run(self) -> TrainResult:
@@ -460,10 +520,12 @@ def train(
     """Run (or, with ``resume``, continue) one training run in ``run_dir``.
 
     ``cfg=None`` with ``resume`` reuses the run directory's ``config.yaml``. Under ``torchrun``
-    the process group (gloo) is created here and destroyed at the end.
+    the process group (gloo) is created here and destroyed at the end. Only one process at a
+    time may write ``run_dir`` (:mod:`dynabit.train.lock`).
     """
     env = init_distributed()
     try:
-        return Trainer(cfg, run_dir, resume=resume, env=env, step_hook=step_hook).run()
+        with main_rank_lock(run_dir, env.is_main):
+            return Trainer(cfg, run_dir, resume=resume, env=env, step_hook=step_hook).run()
     finally:
         shutdown(env)

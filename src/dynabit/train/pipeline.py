@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dynabit.config.run import RunConfig
 from dynabit.train.distributed import DistEnv, barrier, init_distributed, shutdown
+from dynabit.train.lock import main_rank_lock
 from dynabit.train.loop import StepHook, Trainer, TrainResult
 from dynabit.train.rundir import FP32_STAGE, QAT_STAGE, RunDir
 
@@ -71,6 +72,13 @@ def train_two_stage(
     if cfg.pretrain is None:
         raise ValueError("train_two_stage needs a config with a `pretrain` section")
     env = env or DistEnv()
+    with main_rank_lock(run_dir, env.is_main):
+        return _two_stages(cfg, run_dir, resume, env, step_hook)
+
+
+def _two_stages(
+    cfg: RunConfig, run_dir: str | Path, resume: bool, env: DistEnv, step_hook: StepHook | None
+) -> dict[str, TrainResult]:
     rd = RunDir(run_dir)
     cfg = rd.resolve_config(cfg, resume)
     if env.is_main:
@@ -105,15 +113,16 @@ def run_training(
 
     ``cfg=None`` with ``resume`` continues the run described by ``run_dir/config.yaml``.
     Returns the result of each stage (``{"train": ...}`` or ``{"fp32": ..., "qat": ...}``).
+    Only one process at a time may write ``run_dir`` (:mod:`dynabit.train.lock`).
     """
-    rd = RunDir(run_dir)
-    if cfg is None:
-        cfg = rd.resolve_config(None, resume)
     env = init_distributed()
     try:
-        if cfg.two_stage:
-            return train_two_stage(cfg, run_dir, resume, env=env, step_hook=step_hook)
-        trainer = Trainer(cfg, run_dir, resume=resume, env=env, step_hook=step_hook)
-        return {"train": trainer.run()}
+        with main_rank_lock(run_dir, env.is_main):
+            if cfg is None:
+                cfg = RunDir(run_dir).resolve_config(None, resume)
+            if cfg.two_stage:
+                return train_two_stage(cfg, run_dir, resume, env=env, step_hook=step_hook)
+            trainer = Trainer(cfg, run_dir, resume=resume, env=env, step_hook=step_hook)
+            return {"train": trainer.run()}
     finally:
         shutdown(env)
