@@ -8,8 +8,10 @@ reads them, except the float32 scale of the input quantization at the boundary.
 File format (one ``.safetensors`` file): the tensors are the operations' integer parameters
 (``ops/<index>/<key>``) and the tensor scales (``scales/<tensor name>``); the safetensors
 header metadata holds ``format`` (:data:`PROGRAM_FORMAT`), ``version``
-(:data:`PROGRAM_VERSION`), ``sha256`` (of the tensors' bytes in key order) and ``program``: a
-JSON description of the operations, tensors, input and output. See ``docs/engine.md``.
+(:data:`PROGRAM_VERSION`), ``program``: a JSON description of the operations, tensors, input
+and output, and ``sha256``: of the tensors' bytes in key order and of that description, so an
+edited operation (a digit of a scale, a stride) is refused like corrupt tensor data. See
+``docs/engine.md``.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from safetensors.torch import load, save
 from dynabit.utils.files import atomic_write_bytes
 
 PROGRAM_FORMAT = "dynabit-integer-program"
-PROGRAM_VERSION = 1
+PROGRAM_VERSION = 2  # 2: the checksum covers the description too
 
 OP_KINDS = (
     "quantize",  # float input -> codes: clamp(round_half_even(x / s) in float32)
@@ -138,22 +140,26 @@ def _flat_tensors(program: IntegerProgram) -> dict[str, torch.Tensor]:
     return out
 
 
-def _digest(tensors: dict[str, torch.Tensor]) -> str:
+def _digest(tensors: dict[str, torch.Tensor], description: str) -> str:
+    """sha256 of the tensors (names and bytes, in key order), then of the JSON description."""
     h = hashlib.sha256()
     for k in sorted(tensors):
         h.update(k.encode())
         h.update(tensors[k].numpy().tobytes())
+    h.update(b"\0program\0")
+    h.update(description.encode())
     return h.hexdigest()
 
 
 def save_program(program: IntegerProgram, path: str | Path) -> None:
     """Write ``program`` to ``path`` (safetensors; description and version in its header)."""
     tensors = _flat_tensors(program)
+    description = json.dumps(program.to_json(), sort_keys=True)
     metadata = {
         "format": PROGRAM_FORMAT,
         "version": str(PROGRAM_VERSION),
-        "sha256": _digest(tensors),
-        "program": json.dumps(program.to_json(), sort_keys=True),
+        "sha256": _digest(tensors, description),
+        "program": description,
     }
     atomic_write_bytes(path, save(tensors, metadata=metadata))
 
@@ -203,10 +209,16 @@ def load_program(path: str | Path) -> IntegerProgram:
         tensors = load(data)
     except (SafetensorError, ValueError, RuntimeError) as e:
         raise ProgramFormatError(f"{where}: truncated or corrupt tensor data ({e})") from None
-    if _digest(tensors) != meta.get("sha256"):
-        raise ProgramFormatError(f"{where}: tensor data does not match its checksum (corrupt)")
+    description = meta.get("program")
+    if not isinstance(description, str):
+        raise ProgramFormatError(f"{where}: the header holds no program description")
+    if _digest(tensors, description) != meta.get("sha256"):
+        raise ProgramFormatError(
+            f"{where}: the tensor data or the operation description no longer matches its "
+            "checksum (corrupt or edited file); export the program again"
+        )
     try:
-        desc = json.loads(meta["program"])
+        desc = json.loads(description)
         ops = []
         for i, o in enumerate(desc["ops"]):
             params = {k: tensors[f"ops/{i}/{k}"] for k in o["params"]}

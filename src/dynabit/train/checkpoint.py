@@ -18,7 +18,9 @@ Loading checks what it reads and raises :class:`CheckpointError` naming the file
 ``.safetensors`` file carries the sha256 of its tensors in its header (files without one, e.g.
 weights from elsewhere, are read unchecked), ``state.json`` must have the layout written here,
 ``config.yaml`` must hold every section, and model weights must be finite (NaN or Inf means a
-diverged run or a corrupted file).
+diverged run or a corrupted file). ``model.safetensors`` is written last and its header also
+holds the sha256 of ``state.json`` and ``config.yaml``, so an edited config or state (one
+digit of a bit width) is refused like a corrupt file instead of changing results silently.
 """
 
 from __future__ import annotations
@@ -213,13 +215,31 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """``save_file`` with the tensors' sha256 in the header metadata."""
-    save_file(tensors, str(path), metadata={"sha256": _digest(tensors)})
+# Files of a checkpoint folder whose sha256 the header of ``model.safetensors`` records.
+COVERED_FILES = ("state.json", "config.yaml")
+
+
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _save_tensors(
+    tensors: dict[str, torch.Tensor], path: Path, files: dict[str, str] | None = None
+) -> None:
+    """``save_file`` with the tensors' sha256 (and ``files``: name -> sha256) in the header."""
+    meta = {"sha256": _digest(tensors)}
+    if files:
+        meta["files"] = json.dumps(files, sort_keys=True)
+    save_file(tensors, str(path), metadata=meta)
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
     """Read a ``.safetensors`` file; check its sha256 when its header has one."""
+    return _read_tensors(path)[0]
+
+
+def _read_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """:func:`_load_tensors`, and the header metadata."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -240,7 +260,30 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(
             f"{str(path)!r} is corrupted: its tensors do not match the sha256 in its header"
         )
-    return tensors
+    return tensors, meta if isinstance(meta, dict) else {}
+
+
+def _check_covered_files(ck: Path, model_meta: dict[str, Any]) -> None:
+    """The files whose sha256 ``model.safetensors`` recorded must still have it."""
+    model = ck / "model.safetensors"
+    try:
+        recorded = json.loads(model_meta.get("files") or "{}")
+    except json.JSONDecodeError:
+        recorded = None
+    if not isinstance(recorded, dict):
+        raise CheckpointError(f"{str(model)!r}: its header's list of file checksums is corrupt")
+    for name, want in sorted(recorded.items()):
+        f = ck / name
+        if not f.is_file():
+            raise CheckpointError(
+                f"checkpoint file {str(f)!r} is missing (the checkpoint was written with it)"
+            )
+        if _file_sha256(f) != want:
+            raise CheckpointError(
+                f"{str(f)!r} no longer matches the checkpoint it belongs to: its sha256 differs "
+                f"from the one recorded in {str(model)!r} when the checkpoint was written "
+                "(edited or corrupted; restore it, or resume from another checkpoint)"
+            )
 
 
 def _check_finite(tensors: dict[str, Any], path: Path) -> None:
@@ -374,7 +417,6 @@ def save_checkpoint(
     tmp.mkdir()
     try:
         model_t, model_extra = _split_tensors(model_state)
-        _save_tensors(model_t, tmp / "model.safetensors")
         meta: dict[str, Any] = {"state": state, "model_extra": model_extra}
         if optimizer_state is not None:
             opt_t, layout = flatten_optimizer(optimizer_state)
@@ -398,6 +440,8 @@ def save_checkpoint(
         _write_file(tmp / "state.json", _json(meta, "the training state").encode())
         if config is not None:
             save_run_config(config, tmp / "config.yaml")
+        covered = {n: _file_sha256(tmp / n) for n in COVERED_FILES if (tmp / n).is_file()}
+        _save_tensors(model_t, tmp / "model.safetensors", covered)
         for f in tmp.iterdir():  # save_file doesn't fsync; do it before the folder appears
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
@@ -484,7 +528,8 @@ def load_checkpoint(path: str | Path, *, training_state: bool = True) -> Checkpo
     """
     ck = resolve_checkpoint(path)
     meta = _read_state(ck / "state.json")
-    model: dict[str, Any] = _load_tensors(ck / "model.safetensors")
+    tensors, model_meta = _read_tensors(ck / "model.safetensors")
+    model: dict[str, Any] = tensors
     _check_finite(model, ck / "model.safetensors")
     model.update(meta.get("model_extra") or {})
     config = None
@@ -493,6 +538,7 @@ def load_checkpoint(path: str | Path, *, training_state: bool = True) -> Checkpo
             config = load_saved_config(ck / "config.yaml")
         except ConfigError as e:
             raise CheckpointError(f"checkpoint {str(ck)!r}: bad config.yaml:\n{e}") from None
+    _check_covered_files(ck, model_meta)
     out = Checkpoint(path=ck, model=model, state=meta["state"], config=config)
     out.scheduler = meta.get("scheduler")
     if training_state:

@@ -149,6 +149,8 @@ class Trainer:
             )
         latest = self.rd.latest() if resume else None
         self.ckpt: Checkpoint | None = load_checkpoint(latest) if latest else None
+        if self.ckpt is not None and self.ckpt.config is not None:
+            self.rd.check_checkpoint_config(self.cfg, self.ckpt.config, self.ckpt.path)
         self.stop = StopRequest()  # replaced by a live one while run() runs
 
     # --------------------------------------------------------------------------- set-up

@@ -142,6 +142,19 @@ class RunDir:
             )
         return cfg
 
+    def check_checkpoint_config(self, cfg: RunConfig, saved: RunConfig, ckpt: Path) -> None:
+        """Refuse to resume ``ckpt`` with a config other than the one it was trained with
+        (its own ``config.yaml``, which its checksum covers), e.g. after someone edited the
+        run directory's copy."""
+        diff = _config_diff(saved, cfg)
+        if diff:
+            raise RunDirError(
+                f"the config of this run ({str(self.config_path)!r} or --config) no longer "
+                f"matches the one checkpoint {str(ckpt)!r} was trained with "
+                f"({str(ckpt / 'config.yaml')!r}): " + "; ".join(diff) + "; restore it, or "
+                "start a new --run-dir"
+            )
+
     def write_config(self, cfg: RunConfig) -> None:
         """Write ``config.yaml`` (rank 0)."""
         self.path.mkdir(parents=True, exist_ok=True)
