@@ -38,11 +38,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
 from dynabit.config.io import ConfigError, read_mapping
 from dynabit.config.run import SECTIONS, RunConfig, save_run_config, validate_run
-from dynabit.utils.files import atomic_write_text, read_json
+from dynabit.utils.files import as_os_error, atomic_write_text, read_json
 
 CKPT_DIR = "checkpoints"
 LATEST = "latest"
@@ -230,7 +231,10 @@ def _save_tensors(
     meta = {"sha256": _digest(tensors)}
     if files:
         meta["files"] = json.dumps(files, sort_keys=True)
-    save_file(tensors, str(path), metadata=meta)
+    try:
+        save_file(tensors, str(path), metadata=meta)
+    except SafetensorError as e:  # disk full, read-only, ...: an OSError naming the file
+        raise as_os_error(e, path) from None
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -414,8 +418,8 @@ def save_checkpoint(
     tmp = root / f".tmp-{name}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir()
     try:
+        tmp.mkdir()
         model_t, model_extra = _split_tensors(model_state)
         meta: dict[str, Any] = {"state": state, "model_extra": model_extra}
         if optimizer_state is not None:
@@ -450,6 +454,13 @@ def save_checkpoint(
             shutil.rmtree(final)
         os.rename(tmp, final)
         _fsync_dir(root)
+    except OSError as e:  # disk full, read-only: the checkpoints written before are intact
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OSError(
+            e.errno,
+            f"{e.strerror} (while writing checkpoint {name}; the earlier checkpoints are intact)",
+            str(root),
+        ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

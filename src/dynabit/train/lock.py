@@ -42,6 +42,10 @@ def run_dir_lock(path: str | Path, what: str = "run directory") -> Iterator[Path
     Yields the lock file's path.
     """
     folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise RunDirError(
+            f"{what} {str(folder)!r} is a file, not a directory; choose another directory"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     key = folder.resolve()
     lock_path = folder / LOCK_NAME

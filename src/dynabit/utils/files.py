@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,11 +26,31 @@ def read_json(path: str | Path, error: type[Exception], what: str, fix: str = ""
         raise error(f"{where} is not valid JSON (truncated or corrupt: {e}){tail}") from None
 
 
+def as_os_error(e: Exception, path: str | Path) -> OSError:
+    """An I/O failure reported as text (safetensors' ``SafetensorError``: "... (os error 28)")
+    as an ``OSError`` naming ``path`` and the cause, as the command line reports it."""
+    m = re.search(r"os error (\d+)", str(e))
+    code = int(m.group(1)) if m else errno.EIO
+    return OSError(code, os.strerror(code), str(path))
+
+
+def check_writable_file(path: str | Path) -> None:
+    """Refuse an output path that is an existing directory before anything is written."""
+    if Path(path).is_dir():
+        raise IsADirectoryError(
+            errno.EISDIR, "is a directory; give the name of a file to write", str(path)
+        )
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
     p = Path(path)
+    check_writable_file(p)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    except OSError as e:  # read-only folder, disk full: name the file asked for
+        raise OSError(e.errno, e.strerror, str(p)) from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
@@ -36,6 +58,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(p)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
