@@ -94,6 +94,11 @@ def _idx_dir(name: str, data_dir: str | Path | None) -> Path:
     )
 
 
+# The most classes an ``idx`` dataset may have (labels 0 .. this - 1): a classifier over more
+# is no image data set, and a corrupt label (2e9) would otherwise size a 2 TB weight matrix.
+MAX_IDX_CLASSES = 100_000
+
+
 def _idx_num_classes(name: str, d: Path) -> int:
     """10 for the MNIST family; for ``idx``, enough for every label in the label files found."""
     if name != "idx":
@@ -103,7 +108,13 @@ def _idx_num_classes(name: str, d: Path) -> int:
         path = find_idx_file(d, split, "labels")
         if path is not None:
             labels = read_idx(path)
-            top = max(top, int(labels.max())) if labels.size else top
+            high = int(labels.max()) if labels.size else -1
+            if high >= MAX_IDX_CLASSES:
+                raise DatasetError(
+                    f"'{path}': label {high} is out of range; labels must lie in "
+                    f"[0, {MAX_IDX_CLASSES - 1}] (a corrupt label file?)"
+                )
+            top = max(top, high)
     return max(_MIN_IDX_CLASSES, top + 1)
 
 

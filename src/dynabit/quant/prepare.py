@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import logging
 
 import torch
 from torch import nn
 
+from dynabit.config.io import ConfigError
 from dynabit.config.quant import QuantConfig
 from dynabit.quant.layers import QuantConv2d, QuantLayerMixin, QuantLinear
 
@@ -17,6 +19,65 @@ def _eligible(model: nn.Module) -> list[tuple[str, nn.Module]]:
         for name, m in model.named_modules()
         if isinstance(m, nn.Conv2d | nn.Linear) and not isinstance(m, QuantLayerMixin)
     ]
+
+
+log = logging.getLogger(__name__)
+
+# Layers with weights that ``prepare`` does not quantize: said aloud, not left float silently.
+_LEFT_FLOAT = (nn.Conv1d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def _check_config_fits(model: nn.Module, names: list[str], config: QuantConfig) -> None:
+    """Refuse overrides that match no layer (a typo would silently change nothing); warn of
+    layers left in float and of budgets that ``uniform_bits`` makes unused."""
+    for i, ov in enumerate(config.overrides):
+        if not any(ov.matches(n) for n in names):
+            shown = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+            raise ConfigError(
+                f"quant.overrides[{i}]: pattern {ov.pattern!r} matches no quantizable layer of "
+                f"the model (its layers: {shown}); fix the pattern or remove the override"
+            )
+    left = [n for n, m in model.named_modules() if isinstance(m, _LEFT_FLOAT)]
+    if left:
+        log.warning(
+            "prepare: %d layer(s) stay in float, not quantized (only Conv2d and Linear are): %s",
+            len(left),
+            ", ".join(left[:8]) + (" ..." if len(left) > 8 else ""),
+        )
+    ignored = sorted(
+        {
+            (c.uniform_bits, c.budget)
+            for c in map(config.for_layer, names)
+            if c.uniform_bits is not None and c.budget != c.uniform_bits
+        }
+    )
+    for bits, budget in ignored:
+        log.warning(
+            "quant.uniform_bits=%d runs the budgeted layers static at %d bits: quant.budget=%g "
+            "is not used (B_avg of those layers is %d)",
+            bits,
+            bits,
+            budget,
+            bits,
+        )
+
+
+def refuse_non_finite_input(module: nn.Module, args: tuple) -> None:
+    """Forward pre-hook of a prepared model: NaN/Inf inputs raise ``ValueError``.
+
+    Quantization would turn them into ordinary codes (a NaN clamps to a code, and the frozen
+    model would answer with confident logits), so the QAT model, the frozen model and the
+    integer engine all refuse them alike.
+    """
+    x = args[0] if args else None
+    if isinstance(x, torch.Tensor) and x.is_floating_point():
+        bad = ~torch.isfinite(x)
+        if bool(bad.any()):
+            samples = bad.reshape(x.shape[0], -1).any(dim=1) if x.dim() > 1 else bad
+            raise ValueError(
+                f"model input: {int(bad.sum())} non-finite value(s) (NaN/Inf) in "
+                f"{int(samples.sum())} sample(s); a quantized model takes finite inputs only"
+            )
 
 
 def _bn_followers(model: nn.Module) -> dict[str, str]:
@@ -66,6 +127,7 @@ def prepare(model: nn.Module, config: QuantConfig | None = None) -> nn.Module:
     eligible = _eligible(model)
     if not eligible:
         raise ValueError("model has no nn.Conv2d or nn.Linear layer to quantize")
+    _check_config_fits(model, [n for n, _ in eligible], config)
     edge = {eligible[0][0], _classifier_name(eligible)} if config.keep_first_last else set()
     bns = _bn_followers(model) if config.fold_bn else {}
     for name, module in eligible:
@@ -81,6 +143,7 @@ def prepare(model: nn.Module, config: QuantConfig | None = None) -> nn.Module:
         new.train(module.training)
         _set(model, name, new)
     model.dynabit_config = config
+    model.register_forward_pre_hook(refuse_non_finite_input)
     return model
 
 

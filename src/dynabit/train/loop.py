@@ -188,6 +188,13 @@ class Trainer:
                 t.batch_size,
             )
         self.test_ds = load_dataset(t.dataset, "test", t.data_dir, t.test_subset)
+        train_shape, test_shape = (tuple(d.images.shape[1:]) for d in (self.train_ds, self.test_ds))
+        if train_shape != test_shape:
+            shown = ["x".join(map(str, s)) for s in (train_shape, test_shape)]
+            raise DatasetError(
+                f"the splits of dataset {t.dataset!r} do not fit together: train images are "
+                f"{shown[0]}, test images {shown[1]} (CxHxW); both splits must have one shape"
+            )
 
     def _calibration_batches(self) -> list[torch.Tensor]:
         """The same fixed batches on every rank, so calibration agrees without communication."""
