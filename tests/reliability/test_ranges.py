@@ -73,7 +73,6 @@ def idx_dir(path: Path, train_side: int = 8, test_side: int = 8, top_label: int 
         ("quant", "temperature", float("inf"), "finite number"),
         ("quant", "threshold_target", float("nan"), "finite number"),
         ("quant", "threshold_target", 1e300, "less than or equal to 1" + "0" * 30),
-        ("quant", "bounds", [0.5, 0.6], "do not contain the refine ratio r* = 0.25"),
     ],
 )
 def test_config_values_are_checked_at_load(section, field, value, needle) -> None:
@@ -162,6 +161,17 @@ def test_uniform_bits_with_an_unused_budget_warns(caplog: pytest.LogCaptureFixtu
     with caplog.at_level(logging.WARNING, logger="dynabit.quant.prepare"):
         prepare(_digits_model(), QuantConfig(method="uniform", budget=6))  # consistent
     assert "not used" not in caplog.text
+
+
+def test_bounds_without_r_star_warn(caplog: pytest.LogCaptureFixture) -> None:
+    # (0, 0) forces the high pass everywhere: a deliberate setting, so a warning, not an error.
+    with caplog.at_level(logging.WARNING, logger="dynabit.quant.prepare"):
+        prepare(_digits_model(), QuantConfig(bounds=(0.5, 0.6)))
+    assert "quant.bounds (0.5, 0.6) do not contain r* = 0.25" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dynabit.quant.prepare"):
+        prepare(_digits_model(), QuantConfig(bounds=(0.2, 0.3)))
+    assert "do not contain" not in caplog.text
 
 
 def test_conv1d_left_in_float_is_named(caplog: pytest.LogCaptureFixture) -> None:

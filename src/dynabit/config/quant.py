@@ -198,15 +198,6 @@ class LayerQuantConfig(StrictConfig):
                 f"budget (B_target={self.budget}) must lie in [B_hi, B] = "
                 f"[{self.hi_bits}, {self.bits}]"
             )
-        r = self.target_ratio
-        if self.bounds is not None and self.dynamic and self.uniform_bits is None:
-            lo, hi = self.bounds
-            if not lo - 1e-12 <= r <= hi + 1e-12:
-                raise ValueError(
-                    f"bounds ({lo}, {hi}) do not contain the refine ratio r* = {r:.4g} that "
-                    f"budget {self.budget} needs with B={self.bits}, B_hi={self.hi_bits}: every "
-                    "block would be pushed off the budget; widen the bounds or change the budget"
-                )
         return self
 
 

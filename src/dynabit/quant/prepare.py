@@ -51,6 +51,24 @@ def _check_config_fits(model: nn.Module, names: list[str], config: QuantConfig) 
             if c.uniform_bits is not None and c.budget != c.uniform_bits
         }
     )
+    for lo, hi, r, budget in sorted(
+        {
+            (*c.bounds, c.target_ratio, c.budget)
+            for c in map(config.for_layer, names)
+            if c.bounds is not None
+            and c.dynamic
+            and c.uniform_bits is None
+            and not c.bounds[0] - 1e-12 <= c.target_ratio <= c.bounds[1] + 1e-12
+        }
+    ):
+        log.warning(
+            "quant.bounds (%g, %g) do not contain r* = %.4g, the refine ratio quant.budget=%g "
+            "needs: the bounds win and the budget is not met",
+            lo,
+            hi,
+            r,
+            budget,
+        )
     for bits, budget in ignored:
         log.warning(
             "quant.uniform_bits=%d runs the budgeted layers static at %d bits: quant.budget=%g "
