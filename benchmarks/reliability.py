@@ -666,6 +666,13 @@ def _program_cases() -> None:
 
         case(f"engine trace {how}", "engine traces")(fn)
 
+    def trace_edit(env: Env) -> Outcome:
+        p = env.file_copy(env.trace)
+        bump_digit(p, rb'\\"macs_dense\\": [0-9]+')
+        return expect_raises(lambda: load_trace(p), TraceFormatError, str(p), "checksum")
+
+    case("engine trace edited MAC count", "integer programs (integrity)")(trace_edit)
+
     for kind in ("images", "labels"):
         for gz in (False, True):
             for how in ("half", "empty", "garbage_head", "other_format"):

@@ -134,3 +134,15 @@ def test_edited_program_description_is_refused(run: Path, tmp_path: Path, what, 
     with pytest.raises(ProgramFormatError, match="operation description no longer matches"):
         load_program(path)
     _one_error_line(_dynabit("run-int", str(path), "--no-trace"), path)
+
+
+def test_edited_engine_trace_is_refused(run: Path, tmp_path: Path) -> None:
+    from dynabit.engine import Executor, TraceFormatError, load_trace
+
+    path = tmp_path / "trace.safetensors"
+    Executor(load_program(_program(run, tmp_path)))(torch.rand(3, 1, 8, 8)).trace.save(path)
+    assert load_trace(path).samples == 3
+    _edit_header(path, rb'\\"macs_dense\\": [0-9]+', _bump_last_digit)
+    with pytest.raises(TraceFormatError, match="no longer match its checksum") as e:
+        load_trace(path)
+    assert str(path) in str(e.value)

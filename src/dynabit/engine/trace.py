@@ -7,6 +7,7 @@ hardware simulator and the RTL tests can replay real decisions. See ``docs/engin
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from safetensors.torch import load_file, save
 from dynabit.utils.files import atomic_write_bytes
 
 TRACE_FORMAT = "dynabit-engine-trace"
-TRACE_VERSION = 1
+TRACE_VERSION = 2  # 2: a sha256 over the tensors and the description
 
 
 @dataclass
@@ -177,7 +178,22 @@ class EngineTrace:
             "layers": json.dumps({lt.name: lt.to_json() for lt in self.layers}),
             "order": json.dumps([lt.name for lt in self.layers]),
         }
+        meta["sha256"] = _trace_digest(tensors, meta)
         atomic_write_bytes(path, save(tensors, metadata=meta))
+
+
+_DESCRIBED = ("samples", "layers", "order")  # the metadata entries the checksum covers
+
+
+def _trace_digest(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
+    """sha256 of the tensors (names and bytes, in key order) and of the described metadata."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        h.update(k.encode())
+        h.update(tensors[k].contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    for k in _DESCRIBED:
+        h.update(f"\0{k}\0{meta.get(k)}".encode())
+    return h.hexdigest()
 
 
 class TraceFormatError(ValueError):
@@ -203,7 +219,16 @@ def load_trace(path: str | Path) -> EngineTrace:
             f"(format {meta.get('format')!r}, version {meta.get('version')!r})"
         )
     try:
-        return _read_trace(load_file(str(path)), meta)
+        tensors = load_file(str(path))
+    except (OSError, SafetensorError, ValueError) as e:
+        raise TraceFormatError(f"{path}: damaged engine trace ({type(e).__name__}: {e})") from None
+    if _trace_digest(tensors, meta) != meta.get("sha256"):
+        raise TraceFormatError(
+            f"{path}: the trace's tensors or description no longer match its checksum "
+            "(corrupt or edited file); run the program again to write it"
+        )
+    try:
+        return _read_trace(tensors, meta)
     except (OSError, SafetensorError, ValueError, KeyError, TypeError) as e:
         raise TraceFormatError(f"{path}: damaged engine trace ({type(e).__name__}: {e})") from None
 
