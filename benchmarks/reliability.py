@@ -406,8 +406,9 @@ def _config_cases() -> None:
                 else:
                     data = {section: {field: value}}
                 top = section.split(".")[0]
+                named = "override" if field == "overrides" else field  # "override 'x': ..."
                 return expect_raises(
-                    lambda: validate_run(data, "run.yaml"), ConfigError, f"[{top}]", field
+                    lambda: validate_run(data, "run.yaml"), ConfigError, f"[{top}]", named
                 )
 
             case(name, "config values (quant, train, hardware)")(fn)
@@ -840,11 +841,14 @@ def _data_and_model_cases() -> None:
         handler = logging.Handler()
         handler.emit = lambda r: records.append(r.getMessage())  # type: ignore[method-assign]
         lg = logging.getLogger("dynabit.quant.prepare")
+        level = lg.level
         lg.addHandler(handler)
+        lg.setLevel(logging.WARNING)  # as the command line shows them
         try:
             out = expect_works(make, lambda _: True)
         finally:
             lg.removeHandler(handler)
+            lg.setLevel(level)
         if out.verdict != "good":
             return out
         text = "\n".join(records)
@@ -944,7 +948,7 @@ def _cli_cases() -> None:
 
     usage = "CLI usage"
     cli("--threads 0", usage, lambda e: ["--threads", "0", "eval", "x"], "--threads")
-    cli("export without argument", usage, lambda e: ["export"], "PATH")
+    cli("export without argument", usage, lambda e: ["export"], "'path'")
     cli("unknown option", usage, lambda e: ["simulate", "--no-such-option"], "--no-such-option")
     cli("train without --run-dir", usage, lambda e: ["train"], "--run-dir")
     cli("unknown command", usage, lambda e: ["trian"], "trian")

@@ -520,6 +520,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
     p = Path(path)
     if (p / "state.json").is_file() and (p / "model.safetensors").is_file():
         return p
+    if _NAME.match(p.name) and (p / "state.json").is_file():  # a checkpoint folder lacking it
+        raise CheckpointError(f"checkpoint file {str(p / 'model.safetensors')!r} is missing")
     for root in (p / CKPT_DIR, p):
         ck = latest_checkpoint(root)
         if ck is not None:
