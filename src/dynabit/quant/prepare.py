@@ -93,7 +93,7 @@ def refuse_non_finite_input(module: nn.Module, args: tuple) -> None:
         if bool(bad.any()):
             samples = bad.reshape(x.shape[0], -1).any(dim=1) if x.dim() > 1 else bad
             raise ValueError(
-                f"model input: {int(bad.sum())} non-finite value(s) (NaN/Inf) in "
+                f"model input: {int(bad.sum())} non-finite value(s) (NaN or Inf) in "
                 f"{int(samples.sum())} sample(s); a quantized model takes finite inputs only"
             )
 
