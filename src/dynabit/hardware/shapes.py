@@ -12,14 +12,26 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from dynabit.config.hardware import HardwareConfig
+from dynabit.config.layer import Decision, Kind, LayerSpec
 
-Kind = Literal["conv", "linear"]
-Decision = Literal["output", "input"]
+__all__ = [
+    "NETWORKS",
+    "Decision",
+    "Kind",
+    "LayerShape",
+    "conv_out",
+    "fitted_group",
+    "layer_shapes_from_model",
+    "load_shapes",
+    "network_shapes",
+    "save_shapes",
+    "shape_of",
+]
 
 
 def conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
@@ -47,52 +59,21 @@ def fitted_group(hw_map: tuple[int, int], edge: int) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class LayerShape:
-    """One conv or linear layer as the array sees it (per sample).
+class LayerShape(LayerSpec):
+    """One conv or linear layer as the array sees it (per sample): its
+    :class:`~dynabit.config.layer.LayerSpec` and the width of its stored outputs.
 
     ``bits``/``hi_bits``: activation bits of the layer's input codes and how many of them form
     the high plane (a static layer keeps the same split and always runs both planes).
     ``out_bits``: bits of each stored output activation.
     """
 
-    name: str
-    kind: Kind
-    in_channels: int
-    out_channels: int
-    in_hw: tuple[int, int]
-    out_hw: tuple[int, int]
-    kernel: tuple[int, int] = (1, 1)
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
-    group: tuple[int, int] = (4, 4)
-    block_size: int = 16
-    decision: Decision = "output"
-    dynamic: bool = True
-    bits: int = 8
-    hi_bits: int = 4
     out_bits: int = 8
 
     def __post_init__(self) -> None:
-        for fname in ("in_channels", "out_channels", "groups", "block_size", "bits", "out_bits"):
-            if getattr(self, fname) < 1:
-                raise ValueError(f"layer {self.name!r}: {fname} must be >= 1")
-        for fname in ("in_hw", "out_hw", "kernel", "stride", "dilation", "group"):
-            v = getattr(self, fname)
-            if len(v) != 2 or min(v) < 1:
-                raise ValueError(f"layer {self.name!r}: {fname} must be two integers >= 1, got {v}")
-        if min(self.padding) < 0:
-            raise ValueError(f"layer {self.name!r}: padding must be >= 0, got {self.padding}")
-        if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(
-                f"layer {self.name!r}: groups={self.groups} must divide in_channels="
-                f"{self.in_channels} and out_channels={self.out_channels}"
-            )
-        if not 1 <= self.hi_bits <= self.bits:
-            raise ValueError(f"layer {self.name!r}: hi_bits must lie in 1..bits={self.bits}")
-        if self.decision not in ("output", "input"):
-            raise ValueError(f"layer {self.name!r}: decision must be 'output' or 'input'")
+        super().__post_init__()
+        if self.out_bits < 1:
+            raise ValueError(f"layer {self.name!r}: out_bits must be >= 1")
 
     # --- GEMM view -------------------------------------------------------------------------
     @property
@@ -115,42 +96,14 @@ class LayerShape:
         """Multiply-accumulates per sample (padding taps included, as the array runs them)."""
         return self.pixels * self.out_channels * self.window
 
-    @property
-    def lo_bits(self) -> int:
-        """Bits of the low plane."""
-        return self.bits - self.hi_bits
-
-    # --- decision grid ---------------------------------------------------------------------
-    def decision_map(self, decision: Decision | None = None) -> tuple[int, tuple[int, int]]:
-        """``(channels, (H, W))`` the decision grid covers (output or input side)."""
-        d = decision or self.decision
-        if d == "output":
-            return self.out_channels, self.out_hw
-        return self.in_channels, self.in_hw
-
-    def mask_shape(self, samples: int, decision: Decision | None = None) -> tuple[int, ...]:
-        """``(N, n_blocks, n_gh, n_gw)`` of this layer's group masks (ceil-ed grid)."""
-        ch, (h, w) = self.decision_map(decision)
-        return (
-            samples,
-            math.ceil(ch / self.block_size),
-            math.ceil(h / self.group[0]),
-            math.ceil(w / self.group[1]),
-        )
-
     def element_mask_shape(self, samples: int) -> tuple[int, int, int, int]:
         """``(N, C_out, H_out, W_out)`` of a per-element gating mask."""
         return (samples, self.out_channels, *self.out_hw)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict."""
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LayerShape:
-        """Inverse of :meth:`to_dict` (lists become tuples)."""
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**kw)
+def shape_of(spec: LayerSpec, out_bits: int = 8) -> LayerShape:
+    """The :class:`LayerShape` of a layer described by ``spec``."""
+    return LayerShape(**spec.spec_dict(), out_bits=out_bits)
 
 
 def save_shapes(shapes: Sequence[LayerShape], path: str | Path) -> None:

@@ -131,15 +131,11 @@ def int_group_score(values: torch.Tensor, grid: Grid, how: str) -> torch.Tensor:
     ignored.
     """
     n = values.shape[0]
-    pc = grid.n_blocks * grid.block_size - grid.channels
-    ph = grid.n_gh * grid.group_h - grid.height
-    pw = grid.n_gw * grid.group_w - grid.width
+    pc, ph, pw = grid.padding
     fill = torch.iinfo(torch.int64).min if how == "max" else 0
     if pc or ph or pw:
         values = F.pad(values, (0, pw, 0, ph, 0, pc), value=fill)
-    cells = values.reshape(
-        n, grid.n_blocks, grid.block_size, grid.n_gh, grid.group_h, grid.n_gw, grid.group_w
-    )
+    cells = values.reshape(n, *grid.cell_shape)
     if how == "max":
         return cells.amax(dim=(2, 4, 6))
     total = cells.sum(dim=(2, 4, 6))

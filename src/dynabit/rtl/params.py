@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from amaranth.hdl import Shape, signed, unsigned
 
-Score = Literal["max", "mean"]
+from dynabit.config.layer import Score
 
 
 @dataclass(frozen=True)

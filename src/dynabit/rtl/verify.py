@@ -51,28 +51,9 @@ def params_for(job: LayerJob, **overrides: Any) -> TileParams:
 
 def layer_shape(job: LayerJob) -> Any:
     """The :class:`dynabit.hardware.LayerShape` of ``job`` (a 1x1 conv when no geometry)."""
-    from dynabit.hardware import LayerShape
+    from dynabit.hardware.shapes import shape_of
 
-    g = job.conv or {}
-    kind = g.get("kind", "conv")
-    return LayerShape(
-        name=job.name,
-        kind=kind,
-        in_channels=int(g.get("in_channels", job.k)),
-        out_channels=job.c_out,
-        in_hw=tuple(g.get("in_hw", job.out_hw)),
-        out_hw=job.out_hw,
-        kernel=tuple(g.get("kernel", (1, 1))),
-        stride=tuple(g.get("stride", (1, 1))),
-        padding=tuple(g.get("padding", (0, 0))),
-        dilation=tuple(g.get("dilation", (1, 1))),
-        group=job.group,
-        block_size=job.block_size,
-        decision="output",
-        dynamic=True,
-        bits=job.bits,
-        hi_bits=job.hi_bits,
-    )
+    return shape_of(job.layer_spec)
 
 
 def model_cycles(
