@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dynabit.config.hardware import HardwareConfig
-from dynabit.config.layer import Decision, Kind, LayerSpec
+from dynabit.config.layer import Decision, Kind, LayerSpec, hardware_units
 
 __all__ = [
     "NETWORKS",
@@ -147,7 +147,6 @@ def layer_shapes_from_model(
     from torch import nn
 
     hw = hw or HardwareConfig()
-    hw_group, hw_block = hw.aligned_units()
     records: list[tuple[str, nn.Module, tuple[int, ...], tuple[int, ...]]] = []
     names = {m: n for n, m in model.named_modules()}
     handles = []
@@ -178,49 +177,50 @@ def layer_shapes_from_model(
         q = getattr(mod, "qcfg", None)
         edge = idx == 0 or idx == len(records) - 1
         dynamic = bool(q.dynamic) if q is not None else not (keep_first_last and edge)
-        group = tuple(q.group) if q is not None and q.group is not None else hw_group
-        block = int(q.block_size) if q is not None and q.block_size is not None else hw_block
-        decision = q.decision if q is not None else "output"
+        group, block = hardware_units(
+            hw, getattr(q, "group", None), getattr(q, "block_size", None)
+        )
         if q is not None:
             bits = int(q.bits) if dynamic else int(q.static_bits)
             hi = min(int(q.hi_bits), bits)
         else:
             bits, hi = 8, min(hw.act_chunk_bits, 8)
-        common = dict(
-            group=group, block_size=block, decision=decision, dynamic=dynamic, bits=bits, hi_bits=hi
-        )
         if isinstance(mod, nn.Conv2d):
             if isinstance(mod.padding, str):
                 raise ValueError(f"layer {name!r}: string padding {mod.padding!r} is not supported")
-            shapes.append(
-                LayerShape(
-                    name=name,
-                    kind="conv",
-                    in_channels=mod.in_channels,
-                    out_channels=mod.out_channels,
-                    in_hw=(ishape[-2], ishape[-1]),
-                    out_hw=(oshape[-2], oshape[-1]),
-                    kernel=_pair(mod.kernel_size),
-                    stride=_pair(mod.stride),
-                    padding=_pair(mod.padding),
-                    dilation=_pair(mod.dilation),
-                    groups=mod.groups,
-                    **common,
-                )
+            geometry: dict[str, Any] = dict(
+                kind="conv",
+                in_channels=mod.in_channels,
+                out_channels=mod.out_channels,
+                in_hw=(ishape[-2], ishape[-1]),
+                out_hw=(oshape[-2], oshape[-1]),
+                kernel=_pair(mod.kernel_size),
+                stride=_pair(mod.stride),
+                padding=_pair(mod.padding),
+                dilation=_pair(mod.dilation),
+                groups=mod.groups,
             )
         else:
             rows = int(math.prod(ishape[1:-1])) if len(ishape) > 2 else 1
-            shapes.append(
-                LayerShape(
-                    name=name,
-                    kind="linear",
-                    in_channels=mod.in_features,
-                    out_channels=mod.out_features,
-                    in_hw=(1, rows),
-                    out_hw=(1, rows),
-                    **common,
-                )
+            geometry = dict(
+                kind="linear",
+                in_channels=mod.in_features,
+                out_channels=mod.out_features,
+                in_hw=(1, rows),
+                out_hw=(1, rows),
             )
+        spec = LayerSpec(
+            name=name,
+            **geometry,
+            group=group,
+            block_size=block,
+            decision=q.decision if q is not None else "output",
+            dynamic=dynamic,
+            bits=bits,
+            hi_bits=hi,
+            score=getattr(q, "score", "max"),
+        )
+        shapes.append(shape_of(spec))
     return shapes
 
 
@@ -238,34 +238,15 @@ class _Builder:
         self, name: str, cin: int, cout: int, hw: tuple[int, int], k: int, s: int, p: int
     ) -> tuple[int, int]:
         out = (conv_out(hw[0], k, s, p), conv_out(hw[1], k, s, p))
+        geometry = dict(kernel=(k, k), stride=(s, s), padding=(p, p))
         self.layers.append(
-            LayerShape(
-                name=name,
-                kind="conv",
-                in_channels=cin,
-                out_channels=cout,
-                in_hw=hw,
-                out_hw=out,
-                kernel=(k, k),
-                stride=(s, s),
-                padding=(p, p),
-                **self.common,
-            )
+            shape_of(LayerSpec(name, "conv", cin, cout, hw, out, **geometry, **self.common))
         )
         return out
 
     def linear(self, name: str, fin: int, fout: int) -> None:
-        self.layers.append(
-            LayerShape(
-                name=name,
-                kind="linear",
-                in_channels=fin,
-                out_channels=fout,
-                in_hw=(1, 1),
-                out_hw=(1, 1),
-                **self.common,
-            )
-        )
+        spec = LayerSpec(name, "linear", fin, fout, (1, 1), (1, 1), **self.common)
+        self.layers.append(shape_of(spec))
 
 
 def _basic_blocks(
@@ -326,10 +307,10 @@ def network_shapes(
         raise ValueError(f"unknown network {name!r}; known: {sorted(NETWORKS)}")
     fn, default_size, default_classes = NETWORKS[name]
     hw = hw or HardwareConfig()
-    g, bs = hw.aligned_units()
+    g, bs = hardware_units(hw, group if group and group != "fit" else None, block_size or None)
     common = dict(
-        group=tuple(group) if group and group != "fit" else g,
-        block_size=block_size or bs,
+        group=g,
+        block_size=bs,
         decision=decision,
         dynamic=True,
         bits=bits,
