@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dynabit.cli.errors import fail, user_errors
+from dynabit.config.scores import SCORE_NAMES
 
 if TYPE_CHECKING:
     from dynabit.rtl import TileParams
@@ -29,7 +30,7 @@ def rtl_command(
     hi_bits: Annotated[int, typer.Option(help="High-chunk bits B_hi (B_lo = B - B_hi).")] = 4,
     weight_bits: Annotated[int, typer.Option(help="Weight bits W.")] = 8,
     acc_bits: Annotated[int, typer.Option(help="Accumulator bits.")] = 32,
-    score: Annotated[str, typer.Option(help="Decision score: max | mean.")] = "max",
+    score: Annotated[str, typer.Option(help=f"Decision score: {' | '.join(SCORE_NAMES)}.")] = "max",
     signed: Annotated[
         bool, typer.Option("--signed/--unsigned", help="Signed activation codes.")
     ] = False,
@@ -57,8 +58,8 @@ def rtl_command(
     if area_table is not None:
         _write_area_table(area_table, area_lanes, tool)
         return
-    if score not in ("max", "mean"):
-        fail(f"--score must be max or mean, got {score!r}")
+    if score not in SCORE_NAMES:
+        fail(f"--score must be {' or '.join(SCORE_NAMES)}, got {score!r}")
     if not 1 <= hi_bits < bits:
         fail(f"--hi-bits must lie in 1..{bits - 1}, got {hi_bits}")
     with user_errors(ValueError):

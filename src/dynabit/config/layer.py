@@ -21,12 +21,13 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from dynabit.config.scores import Score
+
 if TYPE_CHECKING:
     from dynabit.config.hardware import HardwareConfig
 
 Kind = Literal["conv", "linear"]
 Decision = Literal["output", "input"]
-Score = Literal["max", "mean"]
 DECISIONS: tuple[str, ...] = ("output", "input")
 
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from dynabit.config.layer import LayerSpec
+from dynabit.config.scores import score_for
 from dynabit.data.base import check_finite
 from dynabit.engine.program import IntegerProgram, Op
 from dynabit.engine.trace import EngineTrace, LayerTrace
@@ -167,13 +168,12 @@ class _Layer:
         """Integer score of every (sample, block, gy, gx) cell of int64 ``values``."""
         n = values.shape[0]
         pc, ph, pw = self.grid.padding
-        fill = torch.iinfo(I64).min if self.score == "max" else 0
+        score = score_for(self.score)
+        fill = score.pad_value(torch.iinfo(I64).min)
         v = F.pad(values, (0, pw, 0, ph, 0, pc), value=fill) if pc or ph or pw else values
         v = v.reshape(n, *self.grid.cell_shape)
         v = v.permute(0, 1, 3, 5, 2, 4, 6).reshape(n, self.n_blocks, self.n_gh, self.n_gw, -1)
-        if self.score == "max":
-            return v.max(dim=-1).values
-        return torch.div(v.sum(dim=-1), self.cell_counts, rounding_mode="floor")
+        return score.exact(v, -1, lambda: self.cell_counts, torch)
 
     def decide(self, score: torch.Tensor) -> torch.Tensor:
         """Refine mask ``(N, blocks, gy, gx)``: above threshold, then the exact top-k bounds."""

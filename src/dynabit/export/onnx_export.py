@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dynabit.config.scores import score_for
 from dynabit.engine.program import IntegerProgram, Op
 
 OPSET = 21
@@ -351,8 +352,8 @@ class _Builder:
         bs, (gh, gw) = grid.block_size, grid.group
         nb, ngh, ngw = grid.cells
         pc, ph, pw = grid.padding
-        how = spec.score
-        fill = -(1 << 62) if how == "max" else 0
+        score = score_for(spec.score)
+        fill = score.pad_value(-(1 << 62))
         v = values
         if pc or ph or pw:
             pads = self.const([0, 0, 0, 0, 0, pc, ph, pw], base + "_gpads")
@@ -363,17 +364,16 @@ class _Builder:
             base + "_cells",
         )
         axes = self.const([2, 4, 6], base + "_gaxes")
-        if how == "max":
-            score = self.node("ReduceMax", [v, axes], base + "_score", keepdims=0)
-        else:
-            total = self.node("ReduceSum", [v, axes], base + "_total", keepdims=0)
+
+        def counts() -> np.ndarray:
             ch, rh, rw = (np.array(e, dtype=np.int64) for e in grid.extents())
-            counts = ch[:, None, None] * rh[None, :, None] * rw[None, None, :]
-            score = self.floor_div(total, self.const(counts, base + "_counts"), base + "_score")
+            return ch[:, None, None] * rh[None, :, None] * rw[None, None, :]
+
+        score_t = score.onnx(self, v, axes, counts, base)
         thr = self.channel_const(op.params["threshold"], 4, base + "_thr")
-        mask = self.node("Greater", [score, thr], base + "_passed")
+        mask = self.node("Greater", [score_t, thr], base + "_passed")
         if spec.k_bounds is not None:
-            mask = self.bounds(score, mask, list(spec.k_bounds), (nb, ngh, ngw), base)
+            mask = self.bounds(score_t, mask, list(spec.k_bounds), (nb, ngh, ngw), base)
         self.extra_outputs.append((mask, op.name, ["N", nb, ngh, ngw]))
         m = self.node("Cast", [mask], base + "_mask_i", to=self.onnx.TensorProto.INT64)
         m = self.node(

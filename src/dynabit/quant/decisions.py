@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from dynabit.config.layer import GridGeometry, group_budget
+from dynabit.config.scores import score_for
 
 __all__ = ["Grid", "enforce_bounds", "group_budget", "surrogate_mask"]
 
@@ -33,13 +34,15 @@ class Grid(GridGeometry):
         return self._pad(ones, 0.0).sum(dim=(2, 4, 6))[0]
 
     def reduce(self, x: torch.Tensor, how: str) -> torch.Tensor:
-        """Score each ``(sample, block, gh, gw)`` cell of ``x`` by its max, sum or mean."""
-        if how == "max":
-            return self._pad(x, float("-inf")).amax(dim=(2, 4, 6))
-        total = self._pad(x, 0.0).sum(dim=(2, 4, 6))
+        """Score each ``(sample, block, gh, gw)`` cell of ``x`` by a registered score
+        (:mod:`dynabit.config.scores`), or by its ``"sum"``."""
         if how == "sum":
-            return total
-        return total / self.valid_counts(x.device).to(total.dtype)
+            return self._pad(x, 0.0).sum(dim=(2, 4, 6))
+        score = score_for(how)
+        cells = self._pad(x, score.pad_value(float("-inf")))
+        return score.soft(
+            cells, (2, 4, 6), lambda: self.valid_counts(x.device).to(x.dtype), torch
+        )
 
     def expand(self, m: torch.Tensor) -> torch.Tensor:
         """Broadcast a ``(N, blocks, gh, gw)`` mask back to ``(N, C, H, W)``."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from amaranth.hdl import Shape, signed, unsigned
 
-from dynabit.config.layer import Score
+from dynabit.config.scores import DEFAULT_SCORE, Score, score_for
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,7 @@ class TileParams:
             )
         if self.weight_bits < 2 or self.acc_bits < 8 or self.mult_bits < 1 or self.addr_bits < 2:
             raise ValueError("weight_bits >= 2, acc_bits >= 8, mult_bits >= 1, addr_bits >= 2")
-        if self.score not in ("max", "mean"):
-            raise ValueError(f"score must be 'max' or 'mean', got {self.score!r}")
+        score_for(self.score)  # refuses an unknown score, naming the registered ones
 
     # ------------------------------------------------------------------ derived widths
     @property
@@ -95,7 +94,8 @@ class TileParams:
         """Short name, e.g. ``dyn4x4_b4+4_w8`` or ``uni4x4_b8_w8``."""
         if self.dynamic:
             kind = f"dyn{self.rows}x{self.cols}_b{self.hi_bits}+{self.lo_bits}"
-            return f"{kind}_w{self.weight_bits}" + ("_mean" if self.score == "mean" else "")
+            suffix = "" if self.score == DEFAULT_SCORE else f"_{self.score}"
+            return f"{kind}_w{self.weight_bits}" + suffix
         return f"uni{self.rows}x{self.cols}_b{self.bits}_w{self.weight_bits}"
 
     def uniform(self) -> TileParams:

@@ -18,6 +18,7 @@ from amaranth.hdl import Shape
 from amaranth.lib import data
 
 from dynabit.config.layer import GridGeometry, LayerSpec, Score, ceil_div
+from dynabit.config.scores import score_for
 from dynabit.rtl.params import TileParams
 from dynabit.rtl.tile import act_layout, lo_layout, param_layout, weight_layout
 
@@ -226,12 +227,9 @@ def golden(job: LayerJob) -> GoldenResult:
     shape = (n, *grid.cell_shape)
     vals, valid = vals.reshape(shape), valid.reshape(shape)
     axes = (2, 4, 6)
-    if job.score == "max":
-        lowest = np.iinfo(np.int64).min
-        score = np.where(valid, vals, lowest).max(axis=axes)
-    else:
-        total = np.where(valid, vals, 0).sum(axis=axes)
-        score = np.floor_divide(total, valid.sum(axis=axes))
+    how = score_for(job.score)
+    cells = np.where(valid, vals, how.pad_value(np.iinfo(np.int64).min))
+    score = how.exact(cells, axes, lambda: valid.sum(axis=axes), np)
     mask = score > job.threshold[None, :, None, None]
     full = mask.repeat(bs, 1).repeat(g_h, 2).repeat(g_w, 3)[:, :c_out, :h, :w]
     return GoldenResult(acc=acc_hi + full * acc_lo, mask=mask, acc_hi=acc_hi)
