@@ -36,14 +36,15 @@ from dynabit.rtl.sim import SimResult, simulate
 
 def params_for(job: LayerJob, **overrides: Any) -> TileParams:
     """The dynamic tile that runs ``job``: ``R = g_h * g_w`` rows, ``C = block_size`` columns."""
+    spec = job.layer_spec
     kw: dict[str, Any] = {
-        "rows": job.group[0] * job.group[1],
-        "cols": job.block_size,
-        "hi_bits": job.hi_bits,
-        "lo_bits": job.lo_bits,
+        "rows": spec.group[0] * spec.group[1],
+        "cols": spec.block_size,
+        "hi_bits": spec.hi_bits,
+        "lo_bits": spec.lo_bits,
         "weight_bits": job.weight_bits,
         "act_signed": job.act_signed,
-        "score": job.score,
+        "score": spec.score,
     }
     kw.update(overrides)
     return TileParams(**kw)
