@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dynabit.config.hardware import HardwareConfig
-from dynabit.config.layer import Decision, Kind, LayerSpec, hardware_units
+from dynabit.config.layer import Decision, GridGeometry, Kind, LayerSpec, hardware_units
 
 __all__ = [
     "NETWORKS",
@@ -51,7 +51,7 @@ def fitted_group(hw_map: tuple[int, int], edge: int) -> tuple[int, int]:
     best_shape = (1, 1)
     for gh in range(1, min(h, edge) + 1):
         gw = min(w, edge // gh)
-        n = -(-h // gh) * -(-w // gw)
+        n = GridGeometry(1, h, w, 1, gh, gw).n_groups
         key = (n, abs(gh - gw), -gh * gw)
         if best is None or key < best:
             best, best_shape = key, (gh, gw)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dynabit.config.hardware import squarest_factors
+from dynabit.config.layer import ceil_div
 from dynabit.config.scores import score_for
 from dynabit.rtl.params import TileParams
 from dynabit.rtl.program import LayerJob, golden
@@ -70,7 +71,7 @@ def random_job(
         hi_bits=p.hi_bits,
         lo_bits=p.lo_bits,
         act_signed=p.act_signed,
-        threshold=np.zeros(-(-c_out // p.cols), dtype=np.int64),
+        threshold=np.zeros(ceil_div(c_out, p.cols), dtype=np.int64),
         score_mult=rng.integers(1, 1 << min(16, p.mult_bits), c_out),
         score=p.score,
         group=group,
