@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from dynabit.config.scores import Score
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 Kind = Literal["conv", "linear"]
 Decision = Literal["output", "input"]
 DECISIONS: tuple[str, ...] = ("output", "input")
+SpecT = TypeVar("SpecT", bound="LayerSpec")
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -220,7 +221,7 @@ class LayerSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Any:
+    def from_dict(cls: type[SpecT], d: dict[str, Any]) -> SpecT:
         """Inverse of :meth:`to_dict` (lists become tuples; absent fields take defaults)."""
         kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
         return cls(**kw)
