@@ -8,6 +8,10 @@ from amaranth.hdl import Shape, signed, unsigned
 
 from dynabit.config.scores import DEFAULT_SCORE, Score, score_for
 
+# Scores the decision unit implements in hardware (rtl/decision.py); a registered score the
+# tile has no datapath for is refused here rather than silently built as another.
+TILE_SCORES: tuple[str, ...] = ("max", "mean")
+
 
 @dataclass(frozen=True)
 class TileParams:
@@ -43,6 +47,11 @@ class TileParams:
         if self.weight_bits < 2 or self.acc_bits < 8 or self.mult_bits < 1 or self.addr_bits < 2:
             raise ValueError("weight_bits >= 2, acc_bits >= 8, mult_bits >= 1, addr_bits >= 2")
         score_for(self.score)  # refuses an unknown score, naming the registered ones
+        if self.score not in TILE_SCORES:
+            raise ValueError(
+                f"score {self.score!r} has no datapath in the tile; it implements "
+                f"{', '.join(TILE_SCORES)}"
+            )
 
     # ------------------------------------------------------------------ derived widths
     @property
