@@ -134,9 +134,7 @@ def design_config(d: Design, hw: HardwareConfig) -> HardwareConfig:
         acc = table.accumulate_pj
         mac = (ref - acc) * d.chunk_bits / 8 + acc
         table = table.model_copy(update={"mac_pj": {**table.mac_pj, key: mac}})
-    return hw.model_copy(
-        update={"act_chunk_bits": d.chunk_bits, "lanes": d.lanes, "energy": table}
-    )
+    return hw.model_copy(update={"act_chunk_bits": d.chunk_bits, "lanes": d.lanes, "energy": table})
 
 
 def design_shapes(d: Design, shapes: Sequence[LayerShape]) -> list[LayerShape]:
@@ -234,3 +232,52 @@ def break_even(ratio_grid: Sequence[float], advantage: Sequence[float]) -> float
         if a0 >= 1.0 > a1:
             return r0 + (a0 - 1.0) * (r1 - r0) / (a0 - a1)
     return None
+
+
+def compare_designs(
+    shapes: Sequence[LayerShape],
+    masks: Mapping[str, np.ndarray],
+    hw: HardwareConfig,
+    budget_bits: int = 5,
+    table: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Dual (``masks``), INT8, INT4 and bit-serial at ``budget_bits`` on ``hw``'s array and
+    lanes: each design's figures and its throughput per area and energy against INT8 and INT4.
+    ``KeyError`` when the area table has no row for ``hw.lanes``."""
+    table = table or load_area_table()
+    ds = [
+        Design("dual", hw.lanes),
+        Design("int8", hw.lanes),
+        Design("int4", hw.lanes),
+        Design("bitserial", hw.lanes, 1, budget_bits),
+    ]
+    runs = {d.name: run_design(d, shapes, masks, hw, table) for d in ds}
+    return {
+        "lanes": hw.lanes,
+        "array": f"{hw.rows}x{hw.cols}",
+        "budget_bits": budget_bits,
+        "designs": {k: r.to_dict() for k, r in runs.items()},
+        "per_area_vs_int8": ratios(runs, "int8", "core"),
+        "per_area_vs_int4": ratios(runs, "int4", "core"),
+        "per_area_vs_int8_tile": ratios(runs, "int8", "tile"),
+        "energy_vs_int8": energy_ratios(runs, "int8"),
+    }
+
+
+def designs_markdown(res: Mapping[str, Any]) -> str:
+    """The :func:`compare_designs` result as a markdown table."""
+    lines = [
+        f"## Per area: designs of the same organisation ({res['array']}, {res['lanes']} lanes, "
+        f"equal buffers; bit-serial at A{res['budget_bits']})",
+        "",
+        "| design | compute cycles | transistors (core) | throughput/area vs INT8 | vs INT4 "
+        "| with buffers vs INT8 | energy vs INT8 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, d in res["designs"].items():
+        lines.append(
+            f"| {name} | {d['compute_cycles']:.0f} | {d['area']['core']} "
+            f"| {res['per_area_vs_int8'][name]:.3f} | {res['per_area_vs_int4'][name]:.3f} "
+            f"| {res['per_area_vs_int8_tile'][name]:.3f} | {res['energy_vs_int8'][name]:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
