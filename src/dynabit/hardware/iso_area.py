@@ -126,7 +126,9 @@ def area(d: Design, hw: HardwareConfig, table: Mapping[str, Any] | None = None) 
 
 def design_config(d: Design, hw: HardwareConfig) -> HardwareConfig:
     """``hw`` with the design's chunk width and lanes (MAC entries for 1- and 2-bit chunks
-    scaled from the 8-bit multiply by partial-product bits, as the default 4x8 entry)."""
+    scaled from the 8-bit multiply by partial-product bits, as the default 4x8 entry); the
+    dual design's two planes get half the input buffer each, so every design has the same
+    total input capacity (the config's ``input_buffer_kib`` is per plane)."""
     table = hw.energy
     key = f"{d.chunk_bits}x{hw.weight_bits}"
     if key not in table.mac_pj:
@@ -134,7 +136,11 @@ def design_config(d: Design, hw: HardwareConfig) -> HardwareConfig:
         acc = table.accumulate_pj
         mac = (ref - acc) * d.chunk_bits / 8 + acc
         table = table.model_copy(update={"mac_pj": {**table.mac_pj, key: mac}})
-    return hw.model_copy(update={"act_chunk_bits": d.chunk_bits, "lanes": d.lanes, "energy": table})
+    update: dict[str, Any] = {"act_chunk_bits": d.chunk_bits, "lanes": d.lanes, "energy": table}
+    if d.design == "dual":
+        # one buffer of whole codes: the two planes share the other designs' input capacity
+        update["input_buffer_kib"] = hw.input_buffer_kib / 2
+    return hw.model_copy(update=update)
 
 
 def design_shapes(d: Design, shapes: Sequence[LayerShape]) -> list[LayerShape]:
