@@ -333,6 +333,7 @@ class Trainer:
                             "penalty": pen.item(),
                             "lr": self.optimizer.param_groups[0]["lr"],
                             "time": time.time(),
+                            **self._threshold_record(),
                         }
                     )
                 due = t.checkpoint_every and self.global_step % t.checkpoint_every == 0
@@ -397,10 +398,25 @@ class Trainer:
         with stop_on_signals() as self.stop:
             return self._run()
 
+    def _threshold_record(self) -> dict[str, Any]:
+        """``{"thresholds": {layer: [per block]}}`` of a QAT run (a few floats: cheap to log,
+        and what the report draws the threshold trajectories from); ``{}`` for FP32."""
+        if not self.tc.quantize:
+            return {}
+        from dynabit.quant.budget import dynamic_layers
+
+        return {
+            "thresholds": {
+                n: m.threshold.detach().flatten().tolist() for n, m in dynamic_layers(self.model)
+            }
+        }
+
     def _run(self) -> TrainResult:
         self._setup()
         env, t = self.env, self.tc
         result: EvalResult | None = None
+        if env.is_main and t.quantize and self.ckpt is None:  # the calibrated starting point
+            self.rd.log({"event": "thresholds", "global_step": 0, **self._threshold_record()})
         while self.epoch < t.epochs:
             epoch = self.epoch
             train_metrics = self._run_epoch(epoch)
