@@ -157,7 +157,7 @@ def uniform8_baseline(
     w8a8 = prepare(copy.deepcopy(fp32), qcfg)
     gen = torch.Generator().manual_seed(opts.seed)
     idx = torch.randperm(len(train), generator=gen)[: 8 * batch_size]
-    calibrate(w8a8, [train.images[i] for i in idx.split(batch_size)])
+    calibrate(w8a8, [train.images[i] for i in idx.split(batch_size)], progress=opts.progress)
     res = evaluate(w8a8, test, progress=opts.progress)
     return {"top1": res.top1, "samples": res.samples, "method": "W8A8 post-training quantization"}
 

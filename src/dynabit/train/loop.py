@@ -197,7 +197,8 @@ class Trainer:
 
             model = prepare(model, self.cfg.quant)
             if self.ckpt is None:  # a resumed run loads scales and thresholds instead
-                calibrate(model, self._calibration_batches())
+                show = self.tc.progress and self.env.is_main
+                calibrate(model, self._calibration_batches(), progress=show)
         if self.ckpt is not None:
             load_weights(model, self.ckpt.model, str(self.ckpt.path))
         return model
@@ -320,7 +321,7 @@ class Trainer:
                 self.global_step += 1
                 self.sums += torch.tensor([loss.item() * y.numel(), correct.item(), y.numel()])
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)  # redraws stay throttled
                 if env.is_main and self.global_step % t.log_every == 0:
                     self.rd.log(
                         {
