@@ -95,13 +95,13 @@ class TrainResult:
 
 def _decision_counters(model: nn.Module) -> dict[str, torch.Tensor]:
     """Decision counters saved per rank, so epoch statistics survive a mid-epoch resume."""
-    from dynabit.quant import stats_state
+    from dynabit.quant.budget import stats_state
 
     return {f"counters.{k}": v for k, v in stats_state(model).items()}
 
 
 def _restore_counters(model: nn.Module, saved: dict[str, Any]) -> None:
-    from dynabit.quant import load_stats_state
+    from dynabit.quant.budget import load_stats_state
 
     prefix = "counters."
     load_stats_state(model, {k[len(prefix) :]: v for k, v in saved.items() if k.startswith(prefix)})
