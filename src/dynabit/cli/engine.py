@@ -113,7 +113,8 @@ def export_command(
         from_program = _is_program(path)
         if program_out is None and onnx_out is None:
             program_out, onnx_out = default_outputs(path, from_program)
-        with _step("lowering the model to an integer program", from_program or as_json):
+        quiet = from_program or as_json or not path.exists()  # a bad path: just its error
+        with _step("lowering the model to an integer program", quiet):
             program = load_program(path) if from_program else lower_checkpoint(path)
         result["layers"] = len(program.layer_ops())
         result["dynamic_layers"] = len(program.dynamic_ops())
