@@ -100,3 +100,14 @@ def test_cli_writes_report(report_run, tmp_path) -> None:
     assert (tmp_path / "report.html").is_file() and (tmp_path / "report.md").is_file()
     bad = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert bad.exit_code == 2
+
+
+def test_images_are_named_as_measured() -> None:
+    from dynabit.reports.data import MeasuredImages
+
+    full = MeasuredImages("fashion-mnist", 10000, subset=False)
+    assert full.all() == "all 10000 test images of Fashion-MNIST"
+    assert full.first(256) == "the first 256 of the 10000 test images of Fashion-MNIST"
+    assert full.first(20000) == full.all()
+    assert MeasuredImages("digits", 200, subset=True).all().startswith("the first 200 test")
+    assert MeasuredImages("mnist", 0, subset=False).all() == "all test images of MNIST"

@@ -71,10 +71,14 @@ class MeasuredImages:
     def all(self) -> str:
         """``all 10000 test images of Fashion-MNIST`` (or ``the first N ...``)."""
         which = "the first" if self.subset else "all"
+        if not self.count:  # an older run that did not record how many
+            return f"{'a subset of the' if self.subset else 'all'} test images of {self.name}"
         return f"{which} {self.count} test images of {self.name}"
 
     def first(self, n: int) -> str:
         """A named subset: ``the first n test images of Fashion-MNIST``."""
+        if not self.count:
+            return f"the first {n} test images of {self.name}"
         if n >= self.count:
             return self.all()
         return f"the first {n} of the {self.count} test images of {self.name}"
