@@ -60,7 +60,10 @@ def demo_command(
     typer.echo("\n" + summary_table(summary))
     typer.echo("\n" + models_note(summary))
     typer.echo(f"\nrun directory: {run_dir}  (summary.json, simulation.md, parity.json)")
-    typer.echo(f"next: dynabit eval {run_dir}; dynabit report {run_dir}; dynabit export {run_dir}")
+    typer.echo(
+        f"next: dynabit eval {run_dir}; dynabit export {run_dir}; dynabit run-int {run_dir}; "
+        f"dynabit report {run_dir}  (README, 'Command line')"
+    )
     if not summary["parity"]:
         raise typer.Exit(EXIT_FAILED)
 
