@@ -147,9 +147,7 @@ class Demands:
             "is": (self.k, self.m, self.n),
         }[dataflow]
         self.rf, self.cf = -(-sr // rows), -(-sc // cols)
-        self.length = (
-            self.t + rows + cols - 2 if dataflow == "os" else 2 * rows + cols + self.t - 2
-        )
+        self.length = self.t + rows + cols - 2 if dataflow == "os" else 2 * rows + cols + self.t - 2
         self.lines = self.rf * self.cf * self.length  # demand lines (= compute cycles + 1)
         self.ifmap_entries = _ifmap_entries(shape)  # addresses in each prefetch order
         self.filter_entries = self.k * self.n

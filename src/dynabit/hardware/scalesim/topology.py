@@ -9,9 +9,10 @@ SCALE-Sim's ifmap sizes already include any padding, so a layer becomes a ``Laye
 padding 0 and SCALE-Sim's output size ``out = ceil((H - R + stride) / stride)``: when the stride
 does not divide ``H - R`` the last output row (column) reads past the map, and those taps are
 empty slots, as in SCALE-Sim's operand matrix. ``from_shape`` writes the rows a layer reads,
-``(out - 1) * stride + R``, so a PyTorch layer keeps its output size. A ninth field (``N:M`` sparsity) is read
-and must be ``1:1`` (dense). A layer whose name contains ``DP`` is depthwise: SCALE-Sim runs it
-as one single-channel layer per input channel, and so do we (``<name>Channel_<i>``).
+``(out - 1) * stride + R``, so a PyTorch layer keeps its output size. A ninth field (``N:M``
+sparsity) is read and must be ``1:1`` (dense). A layer whose name contains ``DP`` is depthwise:
+SCALE-Sim runs it as one single-channel layer per input channel, and so do we
+(``<name>Channel_<i>``).
 
 GEMM form (header ``Layer, M, N, K,``): ``Y[M, N] = A[M, K] W[K, N]``, read as a 1 x K filter
 sliding over an ``M x K`` single-channel map, which is how SCALE-Sim lowers it.
