@@ -158,7 +158,9 @@ def summarise(cases: list[dict], expected: int, argv: list[str]) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
+    """Run (or, with ``--partial``, only read) the cross-check; write and return the summary."""
+    argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--networks", default="resnet18,alexnet")
     ap.add_argument("--dataflows", default="os,ws,is")
@@ -177,7 +179,7 @@ def main() -> None:
         help="run no SCALE-Sim: compare the cached cases only (summary 'complete': false if some "
         "are missing)",
     )
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     from dynabit.hardware.scalesim import EXAMPLES, ScaleSimConfig, read_topology
     from dynabit.hardware.simulator import simulate
@@ -243,10 +245,11 @@ def main() -> None:
                     case["stall_rel_error"] = abs(case["stall_ours"] - stall) / max(stall, 1)
                     cases.append(case)
                     print(json.dumps(case), flush=True)
-    summary = summarise(cases, expected, sys.argv[1:])
+    summary = summarise(cases, expected, argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps({k: v for k, v in summary.items() if k != "cases"}, indent=1))
+    return summary
 
 
 if __name__ == "__main__":
