@@ -15,6 +15,7 @@ from dynabit.hardware.scalesim.memory import (
     Demands,
     OperandDemands,
     WriteBuffer,
+    antidiagonal,
     antidiagonal_order,
     layer_demands,
 )
@@ -269,6 +270,8 @@ def test_antidiagonal_order_reads_each_diagonal_from_its_bottom_row():
         key = (r + c) * rows + (rows - 1 - r)
         expected = np.argsort(key.ravel(), kind="stable")
         assert np.array_equal(antidiagonal_order(rows, cols), expected)
+        mat = np.arange(rows * cols * 2).reshape(rows, 2 * cols)[:, ::2]  # a strided view
+        assert np.array_equal(antidiagonal(mat), mat.ravel()[expected])
 
 
 def test_scalesim_output_size_and_from_shape_keep_pytorch_layers():

@@ -38,29 +38,46 @@ from dynabit.config.hardware import HardwareConfig
 from dynabit.hardware.shapes import LayerShape
 
 
+ADDR = np.int32  # addresses and set indices: half the memory traffic of int64
+
+
+def _diagonals(rows: int, cols: int, d0: int, d1: int) -> np.ndarray:
+    """Flat indices of anti-diagonals ``d0 .. d1 - 1`` of a ``rows x cols`` matrix, each from
+    its bottom row up (column ascending)."""
+    d = np.arange(d0, d1)[:, None]
+    c = np.arange(cols)[None, :]
+    r = d - c
+    return (r * cols + c)[(r >= 0) & (r < rows)]
+
+
 def antidiagonal_order(rows: int, cols: int) -> np.ndarray:
-    """Flat indices of a ``rows x cols`` matrix along anti-diagonals, each from its bottom row up.
-
-    SCALE-Sim's prefetch order for skewed operands, in closed form (no sort): a tall matrix's
-    full diagonals ``d`` (``cols - 1 <= d < rows``) are ``d * cols - c * (cols - 1)``.
-    """
-
-    def masked(d0: int, d1: int) -> np.ndarray:
-        d = np.arange(d0, d1)[:, None]
-        c = np.arange(cols)[None, :]
-        r = d - c
-        return (r * cols + c)[(r >= 0) & (r < rows)]
-
-    if rows < cols:
-        return masked(0, rows + cols - 1)
-    d = np.arange(cols - 1, rows)[:, None] * cols
-    full = (d - np.arange(cols)[None, :] * (cols - 1)).ravel()
-    return np.concatenate([masked(0, cols - 1), full, masked(rows, rows + cols - 1)])
+    """Flat indices of a ``rows x cols`` matrix along anti-diagonals, each from its bottom row up
+    (SCALE-Sim's prefetch order for skewed operands), in closed form: no sort."""
+    return _diagonals(rows, cols, 0, rows + cols - 1)
 
 
-def _ifmap_matrix(shape: LayerShape, pad_rows: int) -> np.ndarray:
+def antidiagonal(mat: np.ndarray) -> np.ndarray:
+    """``mat``'s entries in :func:`antidiagonal_order`. A tall matrix's full diagonals ``d``
+    (``cols - 1 <= d < rows``) sit at ``d * cols - c * (cols - 1)``: a strided view reads them
+    without index arrays."""
+    rows, cols = mat.shape
+    flat = np.ascontiguousarray(mat).ravel()
+    if rows < cols or cols < 2:
+        return flat[antidiagonal_order(rows, cols)]
+    isz = flat.itemsize
+    full = np.lib.stride_tricks.as_strided(
+        flat[(cols - 1) * cols :],
+        shape=(rows - cols + 1, cols),
+        strides=(cols * isz, -(cols - 1) * isz),
+    )
+    head = flat[_diagonals(rows, cols, 0, cols - 1)]
+    tail = flat[_diagonals(rows, cols, rows, rows + cols - 1)]
+    return np.concatenate([head, full.ravel(), tail])
+
+
+def _ifmap_matrix(shape: LayerShape, pad_rows: int, pad_cols: int = 0) -> np.ndarray:
     """SCALE-Sim's ``M x K`` ifmap operand, -1 where a window reaches past the map, padded with
-    rows of -1 to ``pad_rows`` rows."""
+    -1 to ``pad_rows`` rows and ``pad_cols`` columns."""
     h, w = shape.in_hw
     wo, kw = shape.out_hw[1], shape.kernel[1]
     ci = shape.in_channels
@@ -69,13 +86,14 @@ def _ifmap_matrix(shape: LayerShape, pad_rows: int) -> np.ndarray:
     kk = np.arange(shape.window)
     krow, rem = kk // (kw * ci), kk % (kw * ci)
     kcol, kch = rem // ci, rem % ci
-    rr = orow[:, None] + krow[None, :]
-    cc = ocol[:, None] + kcol[None, :]
-    out = np.full((max(pad_rows, shape.pixels), shape.window), -1, dtype=np.int64)
-    addr = (rr * w + cc) * ci + kch[None, :]
-    if (orow[-1] + krow[-1] >= h) or (ocol.max() + kcol[-1] >= w):
-        addr = np.where((rr < h) & (cc < w), addr, -1)
-    out[: shape.pixels] = addr
+    base = ((orow * w + ocol) * ci).astype(ADDR)
+    off = ((krow * w + kcol) * ci + kch).astype(ADDR)
+    m, k = shape.pixels, shape.window
+    out = np.full((max(pad_rows, m), max(pad_cols, k)), -1, dtype=ADDR)
+    np.add(base[:, None], off[None, :], out=out[:m, :k])
+    if orow[-1] + krow[-1] >= h or ocol.max() + kcol[-1] >= w:  # SCALE-Sim's ceil output size
+        bad = ((orow[:, None] + krow[None, :]) >= h) | ((ocol[:, None] + kcol[None, :]) >= w)
+        out[:m, :k][bad] = -1
     return out
 
 
@@ -88,9 +106,10 @@ def _ifmap_entries(shape: LayerShape) -> int:
     return cnt[0] * cnt[1] * shape.in_channels
 
 
-def _pad(mat: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    out = np.full((rows, cols), -1, dtype=np.int64)
-    out[: mat.shape[0], : mat.shape[1]] = mat
+def _filter_matrix(k: int, n: int, pad_rows: int, pad_cols: int) -> np.ndarray:
+    """SCALE-Sim's ``K x N`` filter operand (filter-major addresses), padded with -1."""
+    out = np.full((max(pad_rows, k), max(pad_cols, n)), -1, dtype=ADDR)
+    out[:k, :n] = np.arange(k * n, dtype=ADDR).reshape(n, k).T
     return out
 
 
@@ -118,6 +137,8 @@ class OperandDemands:
         """Addresses at flat positions ``q0 .. q1 - 1`` (-1 for empty slots)."""
         p = len(self.slot_line)
         f0, f1 = q0 // p, -(-q1 // p)
+        if f1 - f0 == 1:  # inside one fold: a view, however long the fold's pattern
+            return self.table[self.fold_row[f0], q0 - f0 * p : q1 - f0 * p]
         return self.table[self.fold_row[f0:f1]].ravel()[q0 - f0 * p : q1 - f0 * p]
 
     def line_of(self, q: int) -> int:
@@ -181,54 +202,46 @@ class Demands:
         r, c, m, k, rf, cf = self.r, self.c, self.m, self.k, self.rf, self.cf
         df = self.dataflow
         if df == "os":  # pixels on rows: fold i reads pixels i*r.., window along time
-            mat = _ifmap_matrix(self.shape, rf * r)  # (rf*r, K)
-            st = mat.reshape(rf, r, k).transpose(0, 2, 1).reshape(rf * k, r)
-            pf = st.ravel()[antidiagonal_order(rf * k, r)]
+            mat = _ifmap_matrix(self.shape, rf * r).reshape(rf, r, k)  # [i, lane, tap]
+            pf = antidiagonal(mat.transpose(0, 2, 1).reshape(rf * k, r))
             ln, q = self._pattern(r, lambda l, q: (l - q >= 0) & (l - q < k))
-            idx = (np.arange(rf)[:, None] * r + q[None, :]) * k + (ln - q)[None, :]
-            return OperandDemands(pf, mat.ravel()[idx], self._folds("i"), ln, self.length)
+            return OperandDemands(pf, mat[:, q, ln - q], self._folds("i"), ln, self.length)
         if df == "ws":  # window on rows, pixels along time
-            mat = _pad(_ifmap_matrix(self.shape, m), m, rf * r)  # (M, rf*r)
-            st = mat.reshape(m, rf, r).transpose(1, 0, 2).reshape(rf * m, r)
-            pf = st.ravel()[antidiagonal_order(rf * m, r)]
+            mat = _ifmap_matrix(self.shape, m, rf * r).reshape(m, rf, r)  # [pixel, i, lane]
+            pf = antidiagonal(mat.transpose(1, 0, 2).reshape(rf * m, r))
             ln, q = self._pattern(r, lambda l, q: (l - q - r >= 0) & (l - q - r < m))
-            idx = (ln - q - r)[None, :] * (rf * r) + np.arange(rf)[:, None] * r + q[None, :]
-            return OperandDemands(pf, mat.ravel()[idx], self._folds("i"), ln, self.length)
+            table = mat.transpose(1, 0, 2)[:, ln - q - r, q]
+            return OperandDemands(pf, table, self._folds("i"), ln, self.length)
         # is: window on rows (loaded first, bottom row first), pixels on columns
-        mat = _pad(_ifmap_matrix(self.shape, cf * c), cf * c, rf * r)  # (cf*c, rf*r)
+        mat = _ifmap_matrix(self.shape, cf * c, rf * r).reshape(cf, c, rf, r)  # [j, lane, i, row]
         pf = mat.reshape(cf, c, rf * r)[:, :, :k].transpose(0, 2, 1).ravel()
         ln, q = self._pattern(c, lambda l, q: (l < r) & (q >= 0))
-        i, j = self._folds("i")[:, None], self._folds("j")[:, None]
-        idx = (j * c + q[None, :]) * (rf * r) + i * r + (r - 1 - ln)[None, :]
-        return OperandDemands(pf, mat.ravel()[idx], self._folds("ij"), ln, self.length)
+        table = mat.transpose(0, 2, 1, 3).reshape(cf * rf, c, r)[:, q, r - 1 - ln]
+        return OperandDemands(pf, table, self._folds("ij"), ln, self.length)
 
     @cached_property
     def filter(self) -> OperandDemands:
         """The filter operand's prefetch order and demands."""
         r, c, n, k, rf, cf = self.r, self.c, self.n, self.k, self.rf, self.cf
         df = self.dataflow
-        filt = np.arange(k * n, dtype=np.int64).reshape(n, k).T  # (K, N), filter-major
         if df == "os":  # filters on columns, window along time
-            mat = _pad(filt, k, cf * c)
-            st = mat.reshape(k, cf, c).transpose(1, 0, 2).reshape(cf * k, c)
-            pf = st.ravel()[antidiagonal_order(cf * k, c)]
+            mat = _filter_matrix(k, n, k, cf * c).reshape(k, cf, c).transpose(1, 0, 2)
+            pf = antidiagonal(mat.reshape(cf * k, c))  # [j, tap, lane] stacked
             ln, q = self._pattern(c, lambda l, q: (l - q >= 0) & (l - q < k))
-            idx = (ln - q)[None, :] * (cf * c) + np.arange(cf)[:, None] * c + q[None, :]
-            return OperandDemands(pf, mat.ravel()[idx], self._folds("j"), ln, self.length)
+            return OperandDemands(pf, mat[:, ln - q, q], self._folds("j"), ln, self.length)
         if df == "ws":  # weights loaded bottom row first, then held
-            mat = _pad(filt, rf * r, cf * c)
+            mat = _filter_matrix(k, n, rf * r, cf * c)
             pf = mat[:k].reshape(k, cf, c).transpose(1, 0, 2).ravel()
             ln, q = self._pattern(c, lambda l, q: (l < r) & (q >= 0))
-            i, j = self._folds("i")[:, None], self._folds("j")[:, None]
-            idx = (i * r + (r - 1 - ln)[None, :]) * (cf * c) + j * c + q[None, :]
-            return OperandDemands(pf, mat.ravel()[idx], self._folds("ij"), ln, self.length)
+            folds = mat.reshape(rf, r, cf, c).transpose(2, 0, 1, 3).reshape(cf * rf, r, c)
+            return OperandDemands(
+                pf, folds[:, r - 1 - ln, q], self._folds("ij"), ln, self.length
+            )
         # is: window on rows, filters along time
-        mat = _pad(filt, rf * r, n)
-        st = mat.reshape(rf, r, n).transpose(0, 2, 1).reshape(rf * n, r)
-        pf = st.ravel()[antidiagonal_order(rf * n, r)]
+        mat = _filter_matrix(k, n, rf * r, n).reshape(rf, r, n)  # [i, lane, filter]
+        pf = antidiagonal(mat.transpose(0, 2, 1).reshape(rf * n, r))
         ln, q = self._pattern(r, lambda l, q: (l - q - r >= 0) & (l - q - r < n))
-        idx = (np.arange(rf)[:, None] * r + q[None, :]) * n + (ln - q - r)[None, :]
-        return OperandDemands(pf, mat.ravel()[idx], self._folds("i"), ln, self.length)
+        return OperandDemands(pf, mat[:, q, ln - q - r], self._folds("i"), ln, self.length)
 
 
 def layer_demands(shape: LayerShape, rows: int, cols: int, dataflow: str) -> Demands:
@@ -307,8 +320,9 @@ class ReadBuffer:
         # latest[a]: unwrapped index of the newest set in or before the window that holds a;
         # the window [start, start + win) holds a exactly when latest[a] >= start. The last
         # entry answers empty slots (address -1): always a hit.
-        latest = np.full(int(max(pf.max(), ops.table.max())) + 2, -1, dtype=np.int64)
-        latest[-1] = np.iinfo(np.int64).max
+        latest = np.full(int(max(pf.max(), ops.table.max())) + 2, -1, dtype=ADDR)
+        latest[-1] = np.iinfo(ADDR).max
+        offs = (np.arange((win + 1) * e) // e).astype(ADDR)  # set of each entering entry
 
         def enter(u0: int, u1: int) -> None:
             """Sets with unwrapped indices u0..u1-1 enter the window (set u is u mod n_sets)."""
@@ -317,7 +331,7 @@ class ReadBuffer:
                 hi = min(u1, (u // n_sets + 1) * n_sets)
                 p0, p1 = (u % n_sets) * e, min(((hi - 1) % n_sets + 1) * e, len(pf))
                 if p1 > p0:
-                    np.maximum.at(latest, pf[p0:p1], u + np.arange(p1 - p0) // e)
+                    np.maximum.at(latest, pf[p0:p1], offs[: p1 - p0] + u)
                 u = hi
 
         enter(0, win)
