@@ -298,3 +298,19 @@ def test_simulate_takes_scratchpads_with_their_own_bandwidths():
     assert res.stall_cycles[0, 0] == expected > same_bw.stall_cycles[0, 0]
     with pytest.raises(ValueError, match="only with mode 'dense'"):
         simulate([layer.shape()], hw=hw, mode="uniform", memory=pads)
+
+
+@pytest.mark.parametrize("df", ["os", "ws", "is"])
+def test_filter_relabelled_by_prefetch_position_misses_the_same(df):
+    # the fast path addresses filter entries by prefetch position; the hits must not change
+    misses = 0
+    for seed in range(8):
+        rng = random.Random(100 + seed)
+        layer, r, c, _ = _random_case(rng)
+        sizes = (10**6, rng.randint(20, 200), 10**6)
+        pads = ScaleSimMemory(*sizes, 1, rng.randint(1, 4), 1)
+        plain = pads.run(layer_demands(layer.shape(), r, c, df, relabel=False))
+        fast = pads.run(layer_demands(layer.shape(), r, c, df))
+        assert fast == plain
+        misses += plain.filter_misses
+    assert misses > 0

@@ -37,7 +37,6 @@ import numpy as np
 from dynabit.config.hardware import HardwareConfig
 from dynabit.hardware.shapes import LayerShape
 
-
 ADDR = np.int32  # addresses and set indices: half the memory traffic of int64
 
 
@@ -73,6 +72,38 @@ def antidiagonal(mat: np.ndarray) -> np.ndarray:
     head = flat[_diagonals(rows, cols, 0, cols - 1)]
     tail = flat[_diagonals(rows, cols, rows, rows + cols - 1)]
     return np.concatenate([head, full.ravel(), tail])
+
+
+def antidiagonal_put(rows: int, cols: int, values: np.ndarray) -> np.ndarray:
+    """The ``rows x cols`` matrix whose :func:`antidiagonal` is ``values`` (its inverse)."""
+    out = np.empty(rows * cols, dtype=values.dtype)
+    if rows < cols or cols < 2:
+        out[antidiagonal_order(rows, cols)] = values
+        return out.reshape(rows, cols)
+    head = _diagonals(rows, cols, 0, cols - 1)
+    tail = _diagonals(rows, cols, rows, rows + cols - 1)
+    isz = out.itemsize
+    full = np.lib.stride_tricks.as_strided(
+        out[(cols - 1) * cols :],
+        shape=(rows - cols + 1, cols),
+        strides=(cols * isz, -(cols - 1) * isz),
+    )
+    out[head] = values[: len(head)]
+    full[...] = values[len(head) : len(values) - len(tail)].reshape(full.shape)
+    out[tail] = values[len(values) - len(tail) :]
+    return out.reshape(rows, cols)
+
+
+def _take(mat: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """``mat[f].ravel()[slots]`` for every fold ``f`` (axis 0), C-contiguous."""
+    return np.take(mat.reshape(mat.shape[0], -1), slots, axis=1)
+
+
+def _ranks(valid_in_order: np.ndarray) -> np.ndarray:
+    """Position of each prefetch slot among the valid ones (-1 for empty slots)."""
+    ranks = np.cumsum(valid_in_order, dtype=ADDR) - 1
+    ranks[~valid_in_order] = -1
+    return ranks
 
 
 def _ifmap_matrix(shape: LayerShape, pad_rows: int, pad_cols: int = 0) -> np.ndarray:
@@ -119,14 +150,21 @@ class OperandDemands:
 
     Every fold repeats one pattern of ``P`` demand slots (line-major, lanes in order);
     ``table[fold_row[f]]`` holds fold ``f``'s address in each slot (-1: none), so the demand at
-    flat position ``q`` is slot ``q % P`` of fold ``q // P``.
+    flat position ``q`` is slot ``q % P`` of fold ``q // P``. ``ranked``: an operand whose
+    prefetch order holds each entry once (the filter) is relabelled by position in that order,
+    so an address's set is ``address // set_size`` and the prefetch order is ``0, 1, 2, ...``.
     """
 
     prefetch: np.ndarray  # prefetch order (-1 = empty slot)
-    table: np.ndarray  # (distinct folds, P)
+    table: np.ndarray  # (distinct folds, P), C order (a fold's slots contiguous)
     fold_row: np.ndarray  # (folds,) row of ``table`` for each fold
     slot_line: np.ndarray  # (P,) line of each slot within its fold
     length: int  # lines per fold
+    ranked: bool = False  # addresses are positions in the prefetch order (each entry once)
+
+    def __post_init__(self) -> None:
+        # fancy indexing leaves the fold axis innermost; scans read a fold's slots in a row
+        object.__setattr__(self, "table", np.ascontiguousarray(self.table))
 
     @property
     def slots(self) -> int:
@@ -137,9 +175,11 @@ class OperandDemands:
         """Addresses at flat positions ``q0 .. q1 - 1`` (-1 for empty slots)."""
         p = len(self.slot_line)
         f0, f1 = q0 // p, -(-q1 // p)
+        rows, t = self.fold_row, self.table
         if f1 - f0 == 1:  # inside one fold: a view, however long the fold's pattern
-            return self.table[self.fold_row[f0], q0 - f0 * p : q1 - f0 * p]
-        return self.table[self.fold_row[f0:f1]].ravel()[q0 - f0 * p : q1 - f0 * p]
+            return t[rows[f0], q0 - f0 * p : q1 - f0 * p]
+        first, last = t[rows[f0], q0 - f0 * p :], t[rows[f1 - 1], : q1 - (f1 - 1) * p]
+        return np.concatenate([first, t[rows[f0 + 1 : f1 - 1]].ravel(), last])
 
     def line_of(self, q: int) -> int:
         """Demand line of flat position ``q``."""
@@ -154,13 +194,16 @@ class Demands:
     ``filter * K + window``); SCALE-Sim's offsets only keep the operands apart.
     """
 
-    def __init__(self, shape: LayerShape, rows: int, cols: int, dataflow: str) -> None:
+    def __init__(
+        self, shape: LayerShape, rows: int, cols: int, dataflow: str, relabel: bool = True
+    ) -> None:
         if shape.groups != 1 or shape.dilation != (1, 1) or shape.padding != (0, 0):
             raise ValueError(
                 f"layer {shape.name!r}: the scalesim memory model takes SCALE-Sim layers "
                 "(no padding, groups or dilation; fold padding into the ifmap)"
             )
         self.shape, self.r, self.c, self.dataflow = shape, rows, cols, dataflow
+        self.relabel = relabel  # filter addresses as prefetch positions (same hits, faster)
         self.m, self.k, self.n = shape.pixels, shape.window, shape.out_channels
         sr, sc, self.t = {
             "os": (self.m, self.n, self.k),
@@ -205,48 +248,67 @@ class Demands:
             mat = _ifmap_matrix(self.shape, rf * r).reshape(rf, r, k)  # [i, lane, tap]
             pf = antidiagonal(mat.transpose(0, 2, 1).reshape(rf * k, r))
             ln, q = self._pattern(r, lambda l, q: (l - q >= 0) & (l - q < k))
-            return OperandDemands(pf, mat[:, q, ln - q], self._folds("i"), ln, self.length)
+            return OperandDemands(pf, _take(mat, q * k + ln - q), self._folds("i"), ln, self.length)
         if df == "ws":  # window on rows, pixels along time
             mat = _ifmap_matrix(self.shape, m, rf * r).reshape(m, rf, r)  # [pixel, i, lane]
             pf = antidiagonal(mat.transpose(1, 0, 2).reshape(rf * m, r))
             ln, q = self._pattern(r, lambda l, q: (l - q - r >= 0) & (l - q - r < m))
-            table = mat.transpose(1, 0, 2)[:, ln - q - r, q]
+            table = _take(mat.transpose(1, 0, 2), (ln - q - r) * r + q)
             return OperandDemands(pf, table, self._folds("i"), ln, self.length)
         # is: window on rows (loaded first, bottom row first), pixels on columns
         mat = _ifmap_matrix(self.shape, cf * c, rf * r).reshape(cf, c, rf, r)  # [j, lane, i, row]
         pf = mat.reshape(cf, c, rf * r)[:, :, :k].transpose(0, 2, 1).ravel()
         ln, q = self._pattern(c, lambda l, q: (l < r) & (q >= 0))
-        table = mat.transpose(0, 2, 1, 3).reshape(cf * rf, c, r)[:, q, r - 1 - ln]
+        table = _take(mat.transpose(0, 2, 1, 3).reshape(cf * rf, c * r), q * r + r - 1 - ln)
         return OperandDemands(pf, table, self._folds("ij"), ln, self.length)
 
     @cached_property
     def filter(self) -> OperandDemands:
         """The filter operand's prefetch order and demands."""
         r, c, n, k, rf, cf = self.r, self.c, self.n, self.k, self.rf, self.cf
-        df = self.dataflow
+        df, rank = self.dataflow, self.relabel
         if df == "os":  # filters on columns, window along time
-            mat = _filter_matrix(k, n, k, cf * c).reshape(k, cf, c).transpose(1, 0, 2)
-            pf = antidiagonal(mat.reshape(cf * k, c))  # [j, tap, lane] stacked
+            st = _filter_matrix(k, n, k, cf * c).reshape(k, cf, c).transpose(1, 0, 2)
+            st = st.reshape(cf * k, c)  # [j, tap, lane] stacked; prefetched by anti-diagonals
+            if rank:
+                st = antidiagonal_put(cf * k, c, _ranks(antidiagonal(st >= 0)))
+            mat = st.reshape(cf, k, c)
             ln, q = self._pattern(c, lambda l, q: (l - q >= 0) & (l - q < k))
-            return OperandDemands(pf, mat[:, ln - q, q], self._folds("j"), ln, self.length)
+            return self._operand(st, True, _take(mat, (ln - q) * c + q), "j", ln)
         if df == "ws":  # weights loaded bottom row first, then held
             mat = _filter_matrix(k, n, rf * r, cf * c)
-            pf = mat[:k].reshape(k, cf, c).transpose(1, 0, 2).ravel()
+            st = mat[:k].reshape(k, cf, c).transpose(1, 0, 2)  # prefetched row by row
+            if rank:
+                st = _ranks(st.ravel() >= 0).reshape(cf, k, c)
+                mat[:k] = st.transpose(1, 0, 2).reshape(k, cf * c)
             ln, q = self._pattern(c, lambda l, q: (l < r) & (q >= 0))
             folds = mat.reshape(rf, r, cf, c).transpose(2, 0, 1, 3).reshape(cf * rf, r, c)
-            return OperandDemands(
-                pf, folds[:, r - 1 - ln, q], self._folds("ij"), ln, self.length
-            )
+            return self._operand(st, False, _take(folds, (r - 1 - ln) * c + q), "ij", ln)
         # is: window on rows, filters along time
-        mat = _filter_matrix(k, n, rf * r, n).reshape(rf, r, n)  # [i, lane, filter]
-        pf = antidiagonal(mat.transpose(0, 2, 1).reshape(rf * n, r))
+        st = _filter_matrix(k, n, rf * r, n).reshape(rf, r, n).transpose(0, 2, 1)
+        st = st.reshape(rf * n, r)  # [i, filter, lane] stacked; prefetched by anti-diagonals
+        if rank:
+            st = antidiagonal_put(rf * n, r, _ranks(antidiagonal(st >= 0)))
+        mat = st.reshape(rf, n, r).transpose(0, 2, 1)  # [i, lane, filter]
         ln, q = self._pattern(r, lambda l, q: (l - q - r >= 0) & (l - q - r < n))
-        return OperandDemands(pf, mat[:, q, ln - q - r], self._folds("i"), ln, self.length)
+        return self._operand(st, True, _take(mat, q * n + ln - q - r), "i", ln)
+
+    def _operand(self, st: np.ndarray, diagonal: bool, table: np.ndarray, by: str, ln):
+        """The filter's ``OperandDemands``: prefetched from ``st`` by anti-diagonals or rows;
+        ranked, its prefetch order is ``0 .. entries - 1``."""
+        if self.relabel:
+            pf = np.arange(self.filter_entries, dtype=ADDR)
+        else:
+            pf = antidiagonal(st) if diagonal else st.ravel()
+        return OperandDemands(pf, table, self._folds(by), ln, self.length, self.relabel)
 
 
-def layer_demands(shape: LayerShape, rows: int, cols: int, dataflow: str) -> Demands:
-    """Demands and prefetch orders of a dense, unpadded, ungrouped conv layer on ``rows x cols``."""
-    return Demands(shape, rows, cols, dataflow)
+def layer_demands(
+    shape: LayerShape, rows: int, cols: int, dataflow: str, relabel: bool = True
+) -> Demands:
+    """Demands and prefetch orders of a dense, unpadded, ungrouped conv layer on ``rows x cols``
+    (``relabel``: filter addresses as prefetch positions; the hits are the same either way)."""
+    return Demands(shape, rows, cols, dataflow, relabel)
 
 
 def _ofmap_counts(
@@ -317,6 +379,8 @@ class ReadBuffer:
         n_sets, win, step = self.windows(len(pf))
         if win >= n_sets or step == 0:
             return np.zeros(0, dtype=np.int64)
+        if ops.ranked:
+            return self._ranked_misses(ops, n_sets, win, step)
         # latest[a]: unwrapped index of the newest set in or before the window that holds a;
         # the window [start, start + win) holds a exactly when latest[a] >= start. The last
         # entry answers empty slots (address -1): always a hit.
@@ -355,6 +419,33 @@ class ReadBuffer:
                 if stuck > n_sets // step + 2:
                     raise RuntimeError(f"address {a} is demanded but never prefetched")
             stuck = 0
+            pos += 1
+            block = 1 << 14
+        return np.asarray(out, dtype=np.int64)
+
+    def _ranked_misses(self, ops: OperandDemands, n_sets: int, win: int, step: int) -> np.ndarray:
+        """Misses of an operand addressed by prefetch position: address a lies in set
+        ``a // set_size`` only, so a hit is ``(set - start) mod n_sets < win``: arithmetic on
+        the demand table, no lookups."""
+        e = self.set_size
+        start, pos, total = 0, 0, ops.slots
+        block = 1 << 14
+        out: list[int] = []
+        while pos < total:
+            addr = ops.addresses(pos, min(pos + block, total))
+            off = (addr // e - start) % n_sets
+            bad = np.flatnonzero((off >= win) & (addr >= 0))
+            if bad.size == 0:
+                pos += len(addr)
+                block = min(block * 2, 1 << 20)
+                continue
+            pos += int(bad[0])
+            s_a = int(addr[bad[0]]) // e
+            if s_a >= n_sets:
+                raise RuntimeError(f"address {int(addr[bad[0]])} is demanded but never prefetched")
+            while (s_a - start) % n_sets >= win:
+                out.append(ops.line_of(pos))
+                start = (start + step) % n_sets
             pos += 1
             block = 1 << 14
         return np.asarray(out, dtype=np.int64)
