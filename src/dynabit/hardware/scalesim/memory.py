@@ -268,30 +268,47 @@ class Demands:
         r, c, n, k, rf, cf = self.r, self.c, self.n, self.k, self.rf, self.cf
         df, rank = self.dataflow, self.relabel
         if df == "os":  # filters on columns, window along time
-            st = _filter_matrix(k, n, k, cf * c).reshape(k, cf, c).transpose(1, 0, 2)
-            st = st.reshape(cf * k, c)  # [j, tap, lane] stacked; prefetched by anti-diagonals
-            if rank:
-                st = antidiagonal_put(cf * k, c, _ranks(antidiagonal(st >= 0)))
+            if rank:  # [j, tap, lane] stacked; prefetched by anti-diagonals
+                ok = np.arange(cf)[:, None, None] * c + np.arange(c)[None, None, :] < n
+                ok = np.broadcast_to(ok, (cf, k, c)).reshape(cf * k, c)
+                st = antidiagonal_put(cf * k, c, self._rank_order(ok, True))
+            else:
+                st = _filter_matrix(k, n, k, cf * c).reshape(k, cf, c).transpose(1, 0, 2)
+                st = st.reshape(cf * k, c)
             mat = st.reshape(cf, k, c)
             ln, q = self._pattern(c, lambda l, q: (l - q >= 0) & (l - q < k))
             return self._operand(st, True, _take(mat, (ln - q) * c + q), "j", ln)
         if df == "ws":  # weights loaded bottom row first, then held
-            mat = _filter_matrix(k, n, rf * r, cf * c)
-            st = mat[:k].reshape(k, cf, c).transpose(1, 0, 2)  # prefetched row by row
-            if rank:
-                st = _ranks(st.ravel() >= 0).reshape(cf, k, c)
+            if rank:  # [j, tap, lane], prefetched row by row
+                ok = np.arange(cf)[:, None, None] * c + np.arange(c)[None, None, :] < n
+                ok = np.broadcast_to(ok, (cf, k, c))
+                st = self._rank_order(ok.reshape(-1, c), False).reshape(cf, k, c)
+                mat = np.full((rf * r, cf * c), -1, dtype=ADDR)
                 mat[:k] = st.transpose(1, 0, 2).reshape(k, cf * c)
+            else:
+                mat = _filter_matrix(k, n, rf * r, cf * c)
+                st = mat[:k].reshape(k, cf, c).transpose(1, 0, 2)
             ln, q = self._pattern(c, lambda l, q: (l < r) & (q >= 0))
             folds = mat.reshape(rf, r, cf, c).transpose(2, 0, 1, 3).reshape(cf * rf, r, c)
             return self._operand(st, False, _take(folds, (r - 1 - ln) * c + q), "ij", ln)
         # is: window on rows, filters along time
-        st = _filter_matrix(k, n, rf * r, n).reshape(rf, r, n).transpose(0, 2, 1)
-        st = st.reshape(rf * n, r)  # [i, filter, lane] stacked; prefetched by anti-diagonals
-        if rank:
-            st = antidiagonal_put(rf * n, r, _ranks(antidiagonal(st >= 0)))
+        if rank:  # [i, filter, lane] stacked; prefetched by anti-diagonals
+            ok = np.arange(rf)[:, None, None] * r + np.arange(r)[None, None, :] < k
+            ok = np.broadcast_to(ok, (rf, n, r)).reshape(rf * n, r)
+            st = antidiagonal_put(rf * n, r, self._rank_order(ok, True))
+        else:
+            st = _filter_matrix(k, n, rf * r, n).reshape(rf, r, n).transpose(0, 2, 1)
+            st = st.reshape(rf * n, r)
         mat = st.reshape(rf, n, r).transpose(0, 2, 1)  # [i, lane, filter]
         ln, q = self._pattern(r, lambda l, q: (l - q - r >= 0) & (l - q - r < n))
         return self._operand(st, True, _take(mat, q * n + ln - q - r), "i", ln)
+
+    def _rank_order(self, ok: np.ndarray, diagonal: bool) -> np.ndarray:
+        """Prefetch positions in prefetch order (-1 on empty slots) of a stack whose slots
+        ``ok`` hold a filter entry; a stack without empty slots is ``0, 1, 2, ...``."""
+        if ok.all():
+            return np.arange(ok.size, dtype=ADDR)
+        return _ranks(antidiagonal(ok) if diagonal else ok.ravel())
 
     def _operand(self, st: np.ndarray, diagonal: bool, table: np.ndarray, by: str, ln):
         """The filter's ``OperandDemands``: prefetched from ``st`` by anti-diagonals or rows;
