@@ -2,9 +2,10 @@
 
 Installs ``scalesim==3.0.0`` and ``numpy<2.4`` into its own virtual environment
 (``.venv-scalesim/``, ignored by git; never a dependency of the package), runs SCALE-Sim layer
-by layer on ResNet-18 and AlexNet (the topologies shipped in ``dynabit.hardware.scalesim``) on
-a 32x32 array with 64 KB buffers, in OS, WS and IS, at three USER bandwidths (ifmap, filter and
-ofmap buffers all at the same words/cycle), and compares per layer:
+by layer on ResNet-18 and AlexNet's five conv layers (the topologies shipped in
+``dynabit.hardware.scalesim``) on a 32x32 array with 64 KB buffers, in OS, WS and IS, at three
+USER bandwidths (ifmap, filter and ofmap buffers all at the same words/cycle), and compares per
+layer:
 
 * compute cycles: SCALE-Sim's ``Total Cycles - Stall Cycles`` against our dense cycles (equal);
 * stall cycles: SCALE-Sim's against ``simulate(..., mode="dense", memory="scalesim")``;
@@ -19,6 +20,12 @@ config, reports and timing), so an interrupted run resumes where it stopped; a c
 topology or config differs from the case's is run again. Run it niced in the background::
 
     nice -n 19 python benchmarks/scalesim_check.py > runs/scalesim_check/log.txt 2>&1 &
+
+AlexNet's FC layers are left out by default (``--networks resnet18,alexnet`` adds them): in WS
+their filter orders (up to 37.7M entries) are read row-reversed within each row fold while
+SCALE-Sim prefetches them in order, so each time a fold straddles the window edge the window
+wraps around the whole order: 6.7M prefetches for ``fc6``, each of which SCALE-Sim 3.0.0
+appends to a trace matrix it copies every time (quadratic run time); our replay takes seconds.
 
 ``--partial`` runs no SCALE-Sim at all: it compares the cases already cached (reading the
 cache, never writing it) and marks the summary ``"complete": false`` while cases are missing.
@@ -162,7 +169,12 @@ def main(argv: list[str] | None = None) -> dict:
     """Run (or, with ``--partial``, only read) the cross-check; write and return the summary."""
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--networks", default="resnet18,alexnet")
+    ap.add_argument(
+        "--networks",
+        default="resnet18,alexnet:5",
+        help="shipped topologies, comma list; NAME:N keeps the first N layers (AlexNet's five "
+        "convs: SCALE-Sim 3.0.0 cannot finish its FC layers in WS, see the module doc)",
+    )
     ap.add_argument("--dataflows", default="os,ws,is")
     ap.add_argument("--bandwidths", default="5,10,50", help="words/cycle, comma list")
     ap.add_argument("--size", type=int, default=32, help="array rows = columns")
@@ -194,8 +206,11 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.partial:
         args.cache.mkdir(parents=True, exist_ok=True)
     cases, expected = [], 0
-    for net in args.networks.split(","):
+    for item in args.networks.split(","):
+        net, _, count = item.partition(":")
         layers = read_topology(EXAMPLES / f"{net}.csv")
+        if count:
+            layers = layers[: int(count)]
         if args.max_layers:
             layers = layers[: args.max_layers]
         for df in args.dataflows.split(","):

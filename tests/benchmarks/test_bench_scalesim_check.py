@@ -8,7 +8,7 @@ from dynabit.hardware.scalesim import EXAMPLES, ScaleSimConfig, format_topology,
 from dynabit.hardware.simulator import simulate
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "scalesim_check.py"
-ARGS = ["--networks", "alexnet", "--dataflows", "os", "--bandwidths", "50", "--max-layers", "3"]
+ARGS = ["--networks", "alexnet:3", "--dataflows", "os", "--bandwidths", "50"]
 
 
 def _bench():
