@@ -314,3 +314,10 @@ def test_filter_relabelled_by_prefetch_position_misses_the_same(df):
         assert fast == plain
         misses += plain.filter_misses
     assert misses > 0
+
+
+def test_dot_product_lanes_are_refused():
+    hw = ScaleSimConfig("t", 4, 4, 1, 1, 1, "os", 4, True, 4, 4).hardware()
+    layer = TopologyLayer("L", 6, 6, 3, 3, 2, 4, 1, 1)
+    with pytest.raises(ValueError, match="lanes=4"):
+        ScaleSimMemory.from_hw(hw).layer(layer.shape(), hw.model_copy(update={"lanes": 4}))

@@ -190,8 +190,9 @@ class OperandDemands:
 class Demands:
     """One layer's demands on the three buffers, in SCALE-Sim's line order (built on first use).
 
-    Addresses are operand-relative (the ifmap's ``(row * W + col) * C + ch``, the filter's
-    ``filter * K + window``); SCALE-Sim's offsets only keep the operands apart.
+    Addresses are operand-relative (the ifmap's ``(row * W + col) * C + ch``; the filter's
+    ``filter * K + window``, or with ``relabel`` its position in the prefetch order); SCALE-Sim's
+    offsets only keep the operands apart.
     """
 
     def __init__(
@@ -675,6 +676,10 @@ class ScaleSimMemory:
 
     def layer(self, shape: LayerShape, hw: HardwareConfig) -> MemoryResult:
         """Demands of ``shape`` on ``hw``'s array, served by these buffers."""
+        if hw.lanes != 1:
+            raise ValueError(
+                f"the scalesim memory model runs SCALE-Sim's one-lane PEs; got lanes={hw.lanes}"
+            )
         return self.run(layer_demands(shape, hw.rows, hw.cols, hw.dataflow))
 
 
