@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from dynabit.hardware.mapping import fold_plan
 from dynabit.hardware.modes import MASKED_MODES, MODES, Mode, mode_for
 from dynabit.hardware.shapes import LayerShape
 from dynabit.hardware.traffic import DRAM_KEYS, SRAM_KEYS, Precision, layer_traffic, stall_cycles
+
+if TYPE_CHECKING:
+    from dynabit.hardware.scalesim.memory import ScaleSimMemory
 
 __all__ = [
     "MASKED_MODES",
@@ -171,19 +175,24 @@ def simulate(
     hw: HardwareConfig | None = None,
     mode: Mode = "dynamic",
     samples: int | None = None,
-    memory: str = "dynabit",
+    memory: str | ScaleSimMemory = "dynabit",
 ) -> SimResult:
     """Simulate ``shapes`` on ``hw`` in ``mode``; masked modes need ``masks`` for dynamic layers.
 
     Masks are ``dict[layer name -> bool array]`` with one leading sample axis; all samples
     are simulated at once. Unmasked modes simulate ``samples`` identical samples (default 1).
     ``memory="scalesim"`` (dense mode only) takes the stalls from SCALE-Sim 3.0.0's
-    double-buffered scratchpads (:mod:`dynabit.hardware.scalesim.memory`) instead of ours.
+    double-buffered scratchpads (:mod:`dynabit.hardware.scalesim.memory`) instead of ours,
+    every buffer at ``hw.dram_words_per_cycle``; a ``ScaleSimMemory`` gives the buffers (and
+    per-buffer bandwidths) to use instead.
     """
     hw = hw or HardwareConfig()
     sim_mode = mode_for(mode)
     if not shapes:
         raise ValueError("no layers to simulate")
+    scratchpads = None
+    if not isinstance(memory, str):
+        scratchpads, memory = memory, "scalesim"
     if memory not in MEMORY_MODELS or (memory == "scalesim" and mode != "dense"):
         raise ValueError(
             f"memory model {memory!r} with mode {mode!r}: allowed {MEMORY_MODELS}, 'scalesim' "
@@ -217,9 +226,10 @@ def simulate(
         tr = layer_traffic(shape, plan, hw, lp, prec)
         stall[i] = stall_cycles(tr.dram_total, comp[i], hw)
         if memory == "scalesim":
-            from dynabit.hardware.scalesim.memory import scalesim_stalls
+            from dynabit.hardware.scalesim.memory import ScaleSimMemory
 
-            stall[i] = scalesim_stalls(shape, hw)
+            pads = scratchpads or ScaleSimMemory.from_hw(hw)
+            stall[i] = pads.layer(shape, hw).stall_cycles
         macs[i] = shape.macs * prec.c_hi + lp.lo_macs
         refined[i] = lp.refined if prec.c_lo else 0.0
         bits_avg[i] = prec.hi_bits + refined[i] * prec.lo_bits
