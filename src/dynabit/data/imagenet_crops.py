@@ -67,7 +67,7 @@ def imagenet_crops(
     n = views_per_photo(views)
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"want a uint8 [H, W, 3] image, got {rgb.dtype} {tuple(rgb.shape)}")
-    x = resize_shorter(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1), resize, size)
+    x = resize_shorter(torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1), resize, size)
     nh, nw = x.shape[-2:]
     corners = [((nh - size) // 2, (nw - size) // 2)]
     if n > 1:
