@@ -52,7 +52,9 @@ def test_subset_and_dataloader(make_idx_dir) -> None:
 
 
 def test_unknown_name_lists_allowed() -> None:
-    with pytest.raises(ValueError, match="allowed: fashion-mnist, mnist, idx, digits, cifar10"):
+    with pytest.raises(
+        ValueError, match="allowed: fashion-mnist, mnist, idx, digits, cifar10, photos"
+    ):
         load_dataset("imagenet", "train")
     with pytest.raises(ValueError, match="allowed"):
         dataset_info("svhn")
@@ -113,4 +115,5 @@ def test_dataset_info_known() -> None:
     assert dataset_info("cifar10") == (3, 32, 10)
     with pytest.raises(DatasetError, match="data_dir"):
         dataset_info("idx")
-    assert set(DATASET_NAMES) == {"fashion-mnist", "mnist", "idx", "digits", "cifar10"}
+    assert dataset_info("photos") == (3, 224, 1000)
+    assert set(DATASET_NAMES) == {"fashion-mnist", "mnist", "idx", "digits", "cifar10", "photos"}

@@ -13,7 +13,7 @@ from torch import nn
 
 from dynabit.config import QuantConfig
 from dynabit.models import build_model
-from dynabit.quant import QuantLayerMixin, calibrate, convert, prepare
+from dynabit.quant import calibrate, convert, prepare
 from dynabit.quant.integer_ops import (
     MULT_BITS,
     IntAdd,
@@ -25,6 +25,7 @@ from dynabit.quant.integer_ops import (
     requantize,
     rshift_round,
 )
+from dynabit.quant.layers import QuantLayerMixin
 
 
 @settings(max_examples=200, deadline=None)

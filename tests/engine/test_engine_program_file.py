@@ -117,3 +117,22 @@ def test_corrupt_data_is_refused(program_and_input, tmp_path: Path) -> None:
     path.write_bytes(bytes(raw))
     with pytest.raises(ProgramFormatError, match="checksum"):
         load_program(path)
+
+
+def test_layer_specs_read_back_what_lowering_wrote(program_and_input) -> None:
+    from dynabit.engine.program import spec_attrs
+
+    program, _ = program_and_input
+    dynamic = program.dynamic_ops()
+    assert dynamic
+    for op in program.layer_ops():
+        spec = program.layer_spec(op)
+        assert spec.name == op.name and spec.dynamic == op.attrs["dynamic"]
+        assert spec.out_channels == program.tensors[op.output].shape[0]
+        written = spec_attrs(spec)
+        assert {k: op.attrs[k] for k in written} == written
+    for op in dynamic:
+        spec = program.layer_spec(op)
+        assert list(spec.decision_map()[1]) == op.attrs["grid"][1:]
+        assert spec.k_bounds is not None  # the fixture enforces bounds
+        assert list(spec.k_bounds) == op.attrs["k_bounds"]

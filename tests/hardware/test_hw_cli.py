@@ -116,3 +116,22 @@ def test_input_directed_network(tmp_path):
     assert res.exit_code == 0, res.output
     data = json.loads((tmp_path / "simulate.json").read_text())
     assert {row["decision"] for row in data["runs"]["dynamic"]["layers"]} == {"input"}
+
+
+def test_lanes_add_the_per_area_table(tmp_path):
+    args = ["simulate", "--network", "resnet20", "--rows", "8", "--cols", "8", "--samples", "1"]
+    res = runner.invoke(_app(), [*args, "--lanes", "8", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "## Per area: designs of the same organisation (8x8, 8 lanes" in res.output
+    doc = json.loads((tmp_path / "simulate_per_area.json").read_text())
+    assert doc["lanes"] == 8 and set(doc["designs"]) == {"dual", "int8", "int4", "bitserial"}
+    assert doc["per_area_vs_int8"]["int8"] == 1.0
+    one = runner.invoke(_app(), args)
+    assert one.exit_code == 0 and "Per area" not in one.output
+    res = runner.invoke(_app(), [*args, "--lanes", "3"])
+    assert (
+        res.exit_code == 0
+        and "per-area table skipped: no area row for dual with 3 lanes" in res.output
+    )
+    res = runner.invoke(_app(), [*args, "--lanes", "0"])
+    assert res.exit_code == 2 and "lanes" in res.output

@@ -68,7 +68,7 @@ def test_conv_rows_become_unpadded_shapes():
     layers = parse_topology(CONV, "t.csv")
     assert [la.name for la in layers] == ["Conv1", "Conv2"]
     assert layers[0].ofmap_hw == (8, 10)
-    assert layers[1].ofmap_hw == (4, 4)  # floor((9 - 3) / 2) + 1
+    assert layers[1].ofmap_hw == (4, 4)  # ceil((9 - 3 + 2) / 2), SCALE-Sim's convention
     s = layers[1].shape()
     assert (s.in_channels, s.out_channels, s.kernel, s.stride, s.padding) == (
         40,

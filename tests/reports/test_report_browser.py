@@ -1,5 +1,6 @@
-"""The report in a real headless browser (Debian's ``chromium``): it loads without errors and
-every figure decodes. Fails, not skips, when chromium is missing (CI installs it)."""
+"""The report in a real headless browser (Debian's ``chromium``): it loads without errors,
+every figure decodes and has a caption naming its model and images, and no table cell shows a
+raw JSON key. Fails, not skips, when chromium is missing (CI installs it)."""
 
 import json
 import re
@@ -19,15 +20,27 @@ window.addEventListener("error", e => window.__errors.push(String(e.message || e
 PROBE_BODY = """<script>
 window.addEventListener("load", () => {
   const imgs = Array.from(document.images);
+  const figs = Array.from(document.querySelectorAll("figure"));
   const r = {title: document.title, images: imgs.length,
              decoded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
-             errors: window.__errors};
+             errors: window.__errors,
+             captions: figs.map(f => {
+               const c = f.querySelector("figcaption");
+               return c ? c.textContent : "";
+             }),
+             cells: Array.from(document.querySelectorAll("th, td")).map(c => c.textContent)};
   const pre = document.createElement("pre");
   pre.id = "probe";
   pre.textContent = JSON.stringify(r);
   document.body.appendChild(pre);
 });
 </script>"""
+
+
+# What a caption must name: the model its numbers come from, and the images.
+MODEL = re.compile(r"Models?: .*(FP32 float model|QAT model|frozen integer model|engine)")
+IMAGES = re.compile(r"Images: .*(test images of|training batches)")
+SNAKE = re.compile(r"\b[a-z][a-z0-9]*_[a-z0-9_]+\b")  # a raw key such as top1_fp32
 
 
 def _chromium() -> str:
@@ -69,6 +82,14 @@ def test_report_loads_in_headless_chromium(report_run, tmp_path) -> None:
     assert res["title"].startswith("dynabit report")
     assert res["errors"] == []
     assert res["images"] == 5 and res["decoded"] == res["images"], res
+    # Every figure says which model and which images it shows ...
+    assert len(res["captions"]) == res["images"]
+    for caption in res["captions"]:
+        assert MODEL.search(caption) and IMAGES.search(caption), caption
+    # ... and no table shows a raw JSON key.
+    assert len(res["cells"]) > 40
+    raw = [c for c in res["cells"] if SNAKE.search(c)]
+    assert raw == [], raw
 
     subprocess.run(
         [browser, *flags, "--window-size=1200,2000", f"--screenshot={shot}", url],

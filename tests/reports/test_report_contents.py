@@ -1,8 +1,12 @@
 """The report's sections, figures and files, without a browser."""
 
 import base64
+import json
 import re
+import shutil
+from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from dynabit.reports.report import threshold_history
@@ -34,11 +38,50 @@ def test_markdown_links_pngs_written_beside_it(report_run) -> None:
     assert "## Refine ratios" in md and "## Threshold trajectories" in md
 
 
-def test_thresholds_read_from_checkpoints(report_run) -> None:
+def test_thresholds_logged_from_calibration_through_qat(report_run, tmp_path) -> None:
     run, _ = report_run
-    steps, thr = threshold_history(run / "train" / "qat")
-    assert steps and thr
+    qat = run / "train" / "qat"
+    steps, thr = threshold_history(qat)
+    # One point after calibration and one per logged step (the tiny demo logs every step).
+    assert steps == list(range(5)), steps
     assert all(len(v) == len(steps) and all(len(p) >= 1 for p in v) for v in thr.values())
+    # The last logged point is what the final checkpoint holds.
+    _, final = threshold_history(_without_metrics(qat, tmp_path))
+    assert {n: v[-1] for n, v in thr.items()} == pytest.approx({n: v[-1] for n, v in final.items()})
+
+
+def _without_metrics(stage: Path, tmp: Path) -> Path:
+    """A copy of ``stage`` whose metrics log the thresholds of no step (an older run)."""
+    copy = tmp / "stage"
+    shutil.copytree(stage, copy)
+    (copy / "metrics.jsonl").write_text("")
+    return copy
+
+
+def test_checkpoints_are_the_fallback_for_older_runs(report_run, tmp_path) -> None:
+    run, _ = report_run
+    steps, thr = threshold_history(_without_metrics(run / "train" / "qat", tmp_path))
+    assert steps == [4] and thr
+
+
+def test_report_reads_like_a_report(report_run) -> None:
+    run, html_path = report_run
+    text = html_path.read_text()
+    summary = json.loads((run / "summary.json").read_text())
+    assert "drawn at" not in text and "parity details" not in text
+    # FP32 at its real 32 bits, every accuracy on the demo's test images.
+    assert "<td>32 (float)</td>" in text
+    assert f"all {summary['parity_samples']} test images of scikit-learn digits" in text
+    # The refine ratios were re-evaluated on a named subset, and say so.
+    assert "the first 128 of the 360 test images" in text
+    # Parity once, in words; the float-vs-integer difference explained.
+    assert text.count("integer engine vs frozen integer model") == 1
+    assert "rounded fixed-point requantisation" in text
+    # The bit-parallel baseline in words, with the verdict its numbers give.
+    sim = json.loads((run / "simulation.json").read_text())["runs"]
+    faster = sim["bitparallel"]["summary"]["cycles"] < sim["dynamic"]["summary"]["cycles"]
+    assert ("It is faster than the dynamic design here" in text) == faster
+    assert "Per unit of PE area" in text
 
 
 def test_cli_writes_report(report_run, tmp_path) -> None:
@@ -57,3 +100,14 @@ def test_cli_writes_report(report_run, tmp_path) -> None:
     assert (tmp_path / "report.html").is_file() and (tmp_path / "report.md").is_file()
     bad = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert bad.exit_code == 2
+
+
+def test_images_are_named_as_measured() -> None:
+    from dynabit.reports.data import MeasuredImages
+
+    full = MeasuredImages("fashion-mnist", 10000, subset=False)
+    assert full.all() == "all 10000 test images of Fashion-MNIST"
+    assert full.first(256) == "the first 256 of the 10000 test images of Fashion-MNIST"
+    assert full.first(20000) == full.all()
+    assert MeasuredImages("digits", 200, subset=True).all().startswith("the first 200 test")
+    assert MeasuredImages("mnist", 0, subset=False).all() == "all test images of MNIST"

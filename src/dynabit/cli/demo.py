@@ -26,6 +26,9 @@ def demo_command(
     max_steps: Annotated[
         int | None, typer.Option(min=1, help="Cap optimizer steps per epoch (smoke runs).")
     ] = None,
+    sim_samples: Annotated[
+        int, typer.Option(min=1, help="Test images whose decisions the simulation uses.")
+    ] = 256,
     hardware: Annotated[
         Path | None, typer.Option(help="Hardware config (YAML/JSON); default 16x16 OS.")
     ] = None,
@@ -48,6 +51,7 @@ def demo_command(
             train_subset=train_subset,
             test_subset=test_subset,
             max_steps_per_epoch=max_steps,
+            sim_samples=sim_samples,
             hardware=load(HardwareConfig, hardware) if hardware else HardwareConfig(),
             resume=not fresh,
             progress=progress,
@@ -56,7 +60,10 @@ def demo_command(
     typer.echo("\n" + summary_table(summary))
     typer.echo("\n" + models_note(summary))
     typer.echo(f"\nrun directory: {run_dir}  (summary.json, simulation.md, parity.json)")
-    typer.echo(f"next: dynabit eval {run_dir}; dynabit report {run_dir}; dynabit export {run_dir}")
+    typer.echo(
+        f"next: dynabit eval {run_dir}; dynabit export {run_dir}; dynabit run-int {run_dir}; "
+        f"dynabit report {run_dir}  (README, 'Command line')"
+    )
     if not summary["parity"]:
         raise typer.Exit(EXIT_FAILED)
 

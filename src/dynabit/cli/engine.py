@@ -14,6 +14,9 @@ Wire them into the main app with ``register(app)``.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -50,6 +53,18 @@ def _test_set(
     test = load_dataset(name, "test", ddir, subset)
     check_dataset_for_program(test, program, source)
     return test
+
+
+@contextmanager
+def _step(what: str, quiet: bool) -> Iterator[None]:
+    """Say on stderr what a step of several seconds does, and how long it took."""
+    if quiet:
+        yield
+        return
+    typer.echo(f"{what} ...", err=True)
+    start = time.perf_counter()
+    yield
+    typer.echo(f"  done in {time.perf_counter() - start:.1f} s", err=True)
 
 
 def default_outputs(path: Path, from_program: bool) -> tuple[Path | None, Path]:
@@ -98,7 +113,9 @@ def export_command(
         from_program = _is_program(path)
         if program_out is None and onnx_out is None:
             program_out, onnx_out = default_outputs(path, from_program)
-        program = load_program(path) if from_program else lower_checkpoint(path)
+        quiet = from_program or as_json or not path.exists()  # a bad path: just its error
+        with _step("lowering the model to an integer program", quiet):
+            program = load_program(path) if from_program else lower_checkpoint(path)
         result["layers"] = len(program.layer_ops())
         result["dynamic_layers"] = len(program.dynamic_ops())
         if program_out is not None:
@@ -107,7 +124,8 @@ def export_command(
         if onnx_out is not None:
             from dynabit.export import check_onnx, export_onnx
 
-            export_onnx(program, onnx_out, with_masks=masks)
+            with _step(f"writing the ONNX model {onnx_out}", as_json):
+                export_onnx(program, onnx_out, with_masks=masks)
             result["onnx"] = str(onnx_out)
             if check:
                 test = _test_set(dataset, data_dir, subset, program, path)

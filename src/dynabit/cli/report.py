@@ -17,8 +17,13 @@ def report_command(
     ] = None,
     samples: Annotated[int, typer.Option(min=1, help="Images in the decision maps.")] = 6,
     eval_subset: Annotated[
-        int | None, typer.Option(min=1, help="Test images for the refine ratios.")
-    ] = 1000,
+        int | None,
+        typer.Option(
+            min=1,
+            help="Re-evaluate the refine ratios on the first N test images (default: the "
+            "demo's own evaluation on all of them).",
+        ),
+    ] = None,
 ) -> None:
     """Write report.html (figures embedded), report.md and its PNGs."""
     from dynabit.reports import write_report

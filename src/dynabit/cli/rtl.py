@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dynabit.cli.errors import fail, user_errors
+from dynabit.config.scores import SCORE_NAMES
+from dynabit.utils.progress import busy
 
 if TYPE_CHECKING:
     from dynabit.rtl import TileParams
@@ -29,7 +31,7 @@ def rtl_command(
     hi_bits: Annotated[int, typer.Option(help="High-chunk bits B_hi (B_lo = B - B_hi).")] = 4,
     weight_bits: Annotated[int, typer.Option(help="Weight bits W.")] = 8,
     acc_bits: Annotated[int, typer.Option(help="Accumulator bits.")] = 32,
-    score: Annotated[str, typer.Option(help="Decision score: max | mean.")] = "max",
+    score: Annotated[str, typer.Option(help=f"Decision score: {' | '.join(SCORE_NAMES)}.")] = "max",
     signed: Annotated[
         bool, typer.Option("--signed/--unsigned", help="Signed activation codes.")
     ] = False,
@@ -57,8 +59,8 @@ def rtl_command(
     if area_table is not None:
         _write_area_table(area_table, area_lanes, tool)
         return
-    if score not in ("max", "mean"):
-        fail(f"--score must be max or mean, got {score!r}")
+    if score not in SCORE_NAMES:
+        fail(f"--score must be {' or '.join(SCORE_NAMES)}, got {score!r}")
     if not 1 <= hi_bits < bits:
         fail(f"--hi-bits must lie in 1..{bits - 1}, got {hi_bits}")
     with user_errors(ValueError):
@@ -80,11 +82,13 @@ def rtl_command(
             report["verilog"][kind] = str(path)
             _say(f"synthesizing the {kind} tile {tp.tag} ({tp.rows}x{tp.cols} PEs) ...", as_json)
             t0 = time.perf_counter()
-            report["synthesis"][kind] = synthesize(tp, tool).to_dict()  # type: ignore[arg-type]
+            with busy(f"yosys, {kind} tile", disable=as_json):
+                report["synthesis"][kind] = synthesize(tp, tool).to_dict()  # type: ignore[arg-type]
             _say(f"  done in {time.perf_counter() - t0:.0f} s", as_json)
     if check:
         _say("simulating a random layer on the tile ...", as_json)
-        report["check"] = _random_check(p)
+        with busy("RTL simulation", disable=as_json):
+            report["check"] = _random_check(p)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -102,7 +106,7 @@ def _write_area_table(path: Path, lanes: str, tool: str) -> None:
     import shlex
 
     from dynabit.rtl import SynthesisError
-    from dynabit.rtl.area import DEFAULT_K_MAX, area_rows, write_table
+    from dynabit.rtl.area import DEFAULT_K_MAX, area_rows, design_params, write_table
 
     try:
         counts = [int(x) for x in lanes.split(",")]
@@ -110,7 +114,9 @@ def _write_area_table(path: Path, lanes: str, tool: str) -> None:
             raise ValueError
     except ValueError:
         fail(f"--area-lanes {lanes!r}: want positive integers, e.g. 1,4,8")
-    with user_errors(SynthesisError):
+    designs = len(design_params(1))
+    typer.echo(f"synthesizing {designs} PE designs at {len(counts)} lane count(s) ...", err=True)
+    with user_errors(SynthesisError), busy("yosys, PE area table"):
         rows = area_rows(counts, DEFAULT_K_MAX, tool)  # type: ignore[arg-type]
     command = (
         f"dynabit rtl --tool {tool} --area-table {shlex.quote(str(path))} --area-lanes {lanes}"

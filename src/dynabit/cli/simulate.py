@@ -11,6 +11,7 @@ the integer engine.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -98,6 +99,13 @@ def simulate_command(
     rows: Annotated[int | None, typer.Option(help="Override the array rows.")] = None,
     cols: Annotated[int | None, typer.Option(help="Override the array columns.")] = None,
     dataflow: Annotated[str | None, typer.Option(help="Override the dataflow: os|ws|is.")] = None,
+    lanes: Annotated[
+        int | None,
+        typer.Option(
+            help="Lanes N per PE (dot-product PEs, one accumulator); adds the per-area table "
+            "of the dual, INT8, INT4 and bit-serial designs when the area table has N."
+        ),
+    ] = None,
     group: Annotated[
         str | None, typer.Option(help="Group shape for --network: fit | default | HxW.")
     ] = "fit",
@@ -163,7 +171,7 @@ def simulate_command(
     if not 0.0 <= ratio <= 1.0:
         fail(f"--ratio must lie in [0, 1], got {ratio}")
     with user_errors(ValueError, KeyError):
-        hw = load_hardware(hardware, rows=rows, cols=cols, dataflow=dataflow)
+        hw = load_hardware(hardware, rows=rows, cols=cols, dataflow=dataflow, lanes=lanes)
         real = checkpoint or program
         if real is not None:
             rm = real_masks(
@@ -171,6 +179,8 @@ def simulate_command(
             )
             typer.echo(f"masks: {rm.samples} test images of {rm.dataset} through {rm.source}")
             shapes, masks, hw = rm.shapes, rm.masks, rm.hw
+            if lanes is not None:
+                hw = hw.model_copy(update={"lanes": lanes})
         else:
             if shapes_file is not None:
                 shapes = load_shapes(shapes_file)
@@ -190,13 +200,29 @@ def simulate_command(
         result = compare_masks(shapes, masks, hw, element=element, region=region, seed=seed)
 
     typer.echo(to_markdown(result))
+    per_area = _per_area(shapes, masks, hw) if lanes is not None else None
     if out is not None:
         with user_errors():
             out.mkdir(parents=True, exist_ok=True)
             writers = {"json": to_json, "csv": to_csv, "md": to_markdown}
             for fmt in wanted:
                 writers[fmt](result, out / f"simulate.{fmt}")
+            if per_area is not None:
+                (out / "simulate_per_area.json").write_text(json.dumps(per_area, indent=2) + "\n")
         typer.echo(f"wrote {', '.join(f'simulate.{f}' for f in wanted)} to {out}")
+
+
+def _per_area(shapes: list, masks: dict, hw: object) -> dict | None:
+    """The per-area table of the four designs at ``hw.lanes`` (printed), or a note why not."""
+    from dynabit.hardware.iso_area import compare_designs, designs_markdown
+
+    try:
+        res = compare_designs(shapes, masks, hw)  # type: ignore[arg-type]
+    except KeyError as e:
+        typer.echo(f"per-area table skipped: {e.args[0]}")
+        return None
+    typer.echo(designs_markdown(res))
+    return res
 
 
 def _scalesim(topology: Path | None, cfg: Path | None, report_dir: Path | None) -> None:

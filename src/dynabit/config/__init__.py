@@ -2,6 +2,7 @@
 
 from dynabit.config.hardware import HardwareConfig
 from dynabit.config.io import ConfigError, load, save, validate
+from dynabit.config.layer import LayerSpec
 from dynabit.config.quant import LayerQuantConfig, Override, QuantConfig
 from dynabit.config.run import RunConfig
 from dynabit.config.training import TrainConfig
@@ -10,6 +11,7 @@ __all__ = [
     "ConfigError",
     "HardwareConfig",
     "LayerQuantConfig",
+    "LayerSpec",
     "Override",
     "QuantConfig",
     "RunConfig",

@@ -99,6 +99,25 @@ class EnergyTable(StrictConfig):
         description="SRAM read/write energy per word at several sizes; interpolated log-log.",
     )
     dram_pj_per_word: float = Field(1950.0, gt=0.0, description="DRAM access per word, pJ.")
+    accumulate_pj: float = Field(
+        0.1,
+        ge=0.0,
+        description="The accumulator add inside each mac_pj entry (32-bit add, Horowitz), pJ: "
+        "a PE with N lanes pays it once per step, not once per product.",
+    )
+    tree_add_pj: float = Field(
+        0.05,
+        ge=0.0,
+        description="One add of an N-lane PE's adder tree (about 16 bits: between Horowitz's "
+        "8-bit 0.03 pJ and 32-bit 0.1 pJ), pJ; N - 1 of them per step.",
+    )
+    leakage_nw_per_transistor: float = Field(
+        5.0,
+        ge=0.0,
+        description="Static power per transistor, nW (estimate: the order of the Nangate 45 nm "
+        "Open Cell Library's typical-corner cell leakage, about 10-20 nW for a 2-4 transistor "
+        "INV/NAND2); leakage energy = this x transistors x cycles / clock.",
+    )
     table_word_bits: int = Field(
         64, ge=1, le=4096, description="Word width the memory energies above refer to."
     )
@@ -134,6 +153,24 @@ class EnergyTable(StrictConfig):
                 f"energy.mac_pj has no entry {key!r} (have {sorted(self.mac_pj)}); add one"
             )
         return self.mac_pj[key]
+
+    def lane_mac(self, act_bits: int, weight_bits: int, lanes: int = 1) -> float:
+        """Energy per product in an ``N``-lane dot-product PE (pJ).
+
+        ``mac - accumulate + (N - 1) / N * tree_add + accumulate / N``: the multiply, the
+        product's share of the adder tree and of the one accumulator add; ``N = 1`` is
+        :meth:`mac`.
+        """
+        if lanes < 1:
+            raise ValueError(f"lanes must be >= 1, got {lanes}")
+        mac = self.mac(act_bits, weight_bits)
+        acc = min(self.accumulate_pj, mac)
+        return mac - acc + acc / lanes + self.tree_add_pj * (lanes - 1) / lanes
+
+    def leakage_pj(self, transistors: float, cycles: float, clock_mhz: float) -> float:
+        """Leakage energy (pJ) of ``transistors`` over ``cycles`` at ``clock_mhz``."""
+        seconds = cycles / (clock_mhz * 1e6)
+        return self.leakage_nw_per_transistor * 1e-9 * transistors * seconds * 1e12
 
     def sram_access(self, size_kib: float, write: bool = False) -> float:
         """Energy per table word of an SRAM of ``size_kib`` (log-log interpolation, pJ)."""

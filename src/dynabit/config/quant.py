@@ -17,9 +17,8 @@ from pydantic import (
 
 from dynabit.config.hardware import HardwareConfig
 from dynabit.config.io import StrictConfig
+from dynabit.config.layer import Decision, Score, hardware_units
 
-Score = Literal["max", "mean"]
-Decision = Literal["output", "input"]
 Method = Literal["dynabit", "uniform", "pg", "drq", "fp32"]
 ScaleFit = Literal["full", "dual"]
 
@@ -319,8 +318,9 @@ class QuantConfig(LayerQuantConfig):
             if ov.matches(name):
                 merged.update(ov.settings)
         layer = LayerQuantConfig(**merged)
-        if layer.group is None:
-            layer.group = self.hardware.default_group_shape()
-        if layer.block_size is None:
-            layer.block_size = self.hardware.default_block_size()
+        if layer.group is None or layer.block_size is None:
+            group, block = hardware_units(
+                self.hardware, layer.group, layer.block_size, aligned=False
+            )
+            layer.group, layer.block_size = group, block
         return layer

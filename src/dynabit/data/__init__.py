@@ -2,7 +2,8 @@
 
 ``load_dataset(name, split, data_dir=None, subset=None)`` is the entry point; names:
 ``fashion-mnist``, ``mnist``, ``idx`` (any MNIST-style IDX directory), ``digits`` (scikit-learn,
-bundled) and ``cifar10`` (python pickle version). Nothing is downloaded.
+bundled), ``cifar10`` (python pickle version) and ``photos`` (real photographs that installed
+packages ship, as ImageNet crops: :mod:`dynabit.data.photos`). Nothing is downloaded.
 """
 
 from dynabit.data.base import (
@@ -18,6 +19,7 @@ from dynabit.data.base import (
     normalize,
 )
 from dynabit.data.idx import read_idx, read_idx_header
+from dynabit.data.photos import PhotoCrops, load_photos
 from dynabit.data.registry import (
     DATASET_NAMES,
     FASHION_MNIST_DIR,
@@ -37,12 +39,14 @@ __all__ = [
     "DatasetMismatchError",
     "ImageDataset",
     "NormStats",
+    "PhotoCrops",
     "Split",
     "check_finite",
     "check_fits",
     "dataset_info",
     "denormalize",
     "load_dataset",
+    "load_photos",
     "normalize",
     "read_idx",
     "read_idx_header",

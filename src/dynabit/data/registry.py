@@ -11,7 +11,14 @@ mnist          0.1307                      0.3081                      train spl
 idx            0.5                         0.5                         unknown content: [-1, 1]
 digits         0.3054                      0.3755                      our train split
 cifar10        0.4914, 0.4822, 0.4465      0.2470, 0.2435, 0.2616      train split, per channel
+photos         127/255 (each channel)      128/255 (each channel)      EfficientNet-Lite input
 =============  ==========================  ==========================  ======================
+
+``photos`` (:mod:`dynabit.data.photos`) has no labels: ``train`` is its calibration split,
+``test`` its evaluation split, each image is one 224x224 crop, and ``labels`` hold the index of
+the crop's source photo (the reference of that data set is the FP32 model's output, not a
+class). ``subset`` keeps the crops of the first ``ceil(subset / 10)`` photos, then the first
+``subset`` crops.
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ from dynabit.data.base import build_image_dataset as _build
 from dynabit.data.cifar import load_cifar10_split
 from dynabit.data.digits import DIGITS_RAW_MAX, load_digits_split
 from dynabit.data.idx import find_idx_file, load_idx_split, read_idx, read_idx_header, require_dir
+from dynabit.data.imagenet_crops import CROP_SIZE, TEN_CROP
 
-DATASET_NAMES: tuple[str, ...] = ("fashion-mnist", "mnist", "idx", "digits", "cifar10")
+DATASET_NAMES: tuple[str, ...] = ("fashion-mnist", "mnist", "idx", "digits", "cifar10", "photos")
 SPLITS: tuple[Split, ...] = ("train", "test")
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -39,6 +47,7 @@ NORM_STATS: dict[str, NormStats] = {
     "idx": NormStats((0.5,), (0.5,)),
     "digits": NormStats((0.3054,), (0.3755,)),
     "cifar10": NormStats((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "photos": NormStats((127 / 255,) * 3, (128 / 255,) * 3),
 }
 
 # Known shapes; "idx" is read from the files' headers instead.
@@ -47,6 +56,7 @@ _KNOWN_INFO: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo(1, 28, 10),
     "digits": DatasetInfo(1, 8, 10),
     "cifar10": DatasetInfo(3, 32, 10),
+    "photos": DatasetInfo(3, CROP_SIZE, 1000),  # ImageNet classes: what the pretrained nets output
 }
 
 _IDX_FILES_HELP = (
@@ -150,7 +160,7 @@ def load_dataset(
         split: ``"train"`` or ``"test"``.
         data_dir: where the files are; default ``/usr/share/datasets/<name>/`` for
             ``fashion-mnist``/``mnist``; required for ``idx`` and ``cifar10``; unused for
-            ``digits`` (bundled with scikit-learn).
+            ``digits`` (bundled with scikit-learn) and ``photos`` (installed packages).
         subset: keep only the first ``subset`` samples (>= 1; larger means all).
 
     Raises:
@@ -169,6 +179,13 @@ def load_dataset(
     elif key == "cifar10":
         images, labels = load_cifar10_split(data_dir, split, limit=subset)
         num_classes = 10
+    elif key == "photos":
+        from dynabit.data.photos import load_photos
+
+        photos = None if subset is None else -(-subset // len(TEN_CROP))
+        crops = load_photos(split, max_photos=photos)
+        images, labels = crops.raw.numpy(), crops.photo.numpy()
+        num_classes = _KNOWN_INFO[key].num_classes
     else:
         d = _idx_dir(key, data_dir)
         images, labels = load_idx_split(d, split, what=_DISPLAY[key], how_to_get=_HOW_TO_GET[key])

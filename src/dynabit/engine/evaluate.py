@@ -12,7 +12,6 @@ from dynabit.data.base import DatasetInfo, ImageDataset, check_fits
 from dynabit.engine.execute import Executor
 from dynabit.engine.program import IntegerProgram
 from dynabit.engine.trace import EngineTrace
-from dynabit.quant.decisions import group_budget
 from dynabit.utils.progress import progress_bar
 
 
@@ -132,10 +131,7 @@ def with_refine_ratio(program: IntegerProgram, ratio: float) -> IntegerProgram:
         raise ValueError(f"ratio must lie in [0, 1], got {ratio}")
     out = program.copy()
     for op in out.dynamic_ops():
-        _, h, w = op.attrs["grid"]
-        gh, gw = op.attrs["group"]
-        n_groups = -(-h // gh) * -(-w // gw)
-        op.attrs["k_bounds"] = list(group_budget(ratio, ratio, n_groups))
+        op.attrs["k_bounds"] = list(out.layer_spec(op).grid().k_bounds(ratio, ratio))
     return out
 
 

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from dynabit.config.layer import LayerSpec
+from dynabit.config.scores import score_for
 from dynabit.data.base import check_finite
 from dynabit.engine.program import IntegerProgram, Op
 from dynabit.engine.trace import EngineTrace, LayerTrace
@@ -63,7 +65,13 @@ def _windows(x: torch.Tensor, kernel, stride, padding, dilation, fill: int = 0) 
 class _Layer:
     """Precomputed constants of one conv/linear op."""
 
-    def __init__(self, op: Op, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        op: Op,
+        in_shape: tuple[int, ...],
+        out_shape: tuple[int, ...],
+        spec: LayerSpec,
+    ) -> None:
         a = op.attrs
         self.op = op
         self.name = op.name
@@ -74,10 +82,9 @@ class _Layer:
             in_shape, out_shape = (in_shape[0], 1, 1), (out_shape[0], 1, 1)
         self.in_shape, self.out_shape = in_shape, out_shape
         self.cout, self.cin_g, self.kh, self.kw = (int(s) for s in w.shape)
-        self.stride = _pair(a.get("stride", 1))
-        self.padding = _pair(a.get("padding", 0))
-        self.dilation = _pair(a.get("dilation", 1))
-        self.groups = int(a.get("groups", 1))
+        self.spec = spec
+        self.stride, self.padding, self.dilation = spec.stride, spec.padding, spec.dilation
+        self.groups = spec.groups
         self.cout_g = self.cout // self.groups
         self.k = self.cin_g * self.kh * self.kw  # MACs per output element
         self.pixels = out_shape[1] * out_shape[2]
@@ -94,24 +101,20 @@ class _Layer:
         self.bias = op.params["bias"].to(I64)
         self.dynamic = bool(a["dynamic"])
         if self.dynamic:
-            self.lo_bits = int(a["lo_bits"])
+            grid = self.grid = spec.grid()
+            self.lo_bits = spec.lo_bits
             self.midpoint = bool(a["midpoint"])
-            self.decision = a["decision"]
-            self.score = a["score"]
-            self.block = int(a["block_size"])
-            self.gh, self.gw = (int(g) for g in a["group"])
-            self.grid_c, self.grid_h, self.grid_w = (int(g) for g in a["grid"])
-            self.n_blocks = -(-self.grid_c // self.block)
-            self.n_gh = -(-self.grid_h // self.gh)
-            self.n_gw = -(-self.grid_w // self.gw)
+            self.decision = spec.decision
+            self.score = spec.score
+            self.block = grid.block_size
+            self.gh, self.gw = grid.group
+            self.grid_c, self.grid_h, self.grid_w = grid.channels, grid.height, grid.width
+            self.n_blocks, self.n_gh, self.n_gw = grid.cells
             self.threshold = op.params["threshold"].to(I64)
             self.score_mult = op.params.get("score_mult")
-            kb = a.get("k_bounds")
-            self.k_bounds = None if kb is None else (int(kb[0]), int(kb[1]))
+            self.k_bounds = spec.k_bounds
             # Real elements of every (block, gy, gx) cell (partial blocks/groups at the edges).
-            ch = torch.clamp(self.grid_c - torch.arange(self.n_blocks) * self.block, max=self.block)
-            rh = torch.clamp(self.grid_h - torch.arange(self.n_gh) * self.gh, max=self.gh)
-            rw = torch.clamp(self.grid_w - torch.arange(self.n_gw) * self.gw, max=self.gw)
+            ch, rh, rw = (torch.tensor(e, dtype=I64) for e in grid.extents())
             self.cell_counts = ch[:, None, None] * rh[None, :, None] * rw[None, None, :]
 
     # ------------------------------------------------------------------ products
@@ -164,16 +167,13 @@ class _Layer:
     def scores(self, values: torch.Tensor) -> torch.Tensor:
         """Integer score of every (sample, block, gy, gx) cell of int64 ``values``."""
         n = values.shape[0]
-        pc = self.n_blocks * self.block - self.grid_c
-        ph = self.n_gh * self.gh - self.grid_h
-        pw = self.n_gw * self.gw - self.grid_w
-        fill = torch.iinfo(I64).min if self.score == "max" else 0
+        pc, ph, pw = self.grid.padding
+        score = score_for(self.score)
+        fill = score.pad_value(torch.iinfo(I64).min)
         v = F.pad(values, (0, pw, 0, ph, 0, pc), value=fill) if pc or ph or pw else values
-        v = v.reshape(n, self.n_blocks, self.block, self.n_gh, self.gh, self.n_gw, self.gw)
+        v = v.reshape(n, *self.grid.cell_shape)
         v = v.permute(0, 1, 3, 5, 2, 4, 6).reshape(n, self.n_blocks, self.n_gh, self.n_gw, -1)
-        if self.score == "max":
-            return v.max(dim=-1).values
-        return torch.div(v.sum(dim=-1), self.cell_counts, rounding_mode="floor")
+        return score.exact(v, -1, lambda: self.cell_counts, torch)
 
     def decide(self, score: torch.Tensor) -> torch.Tensor:
         """Refine mask ``(N, blocks, gy, gx)``: above threshold, then the exact top-k bounds."""
@@ -324,7 +324,7 @@ class Executor:
             if op.kind in ("conv2d", "linear"):
                 in_shape = program.tensors[op.inputs[0]].shape
                 out_shape = program.tensors[op.output].shape
-                self.layers[i] = _Layer(op, in_shape, out_shape)
+                self.layers[i] = _Layer(op, in_shape, out_shape, program.layer_spec(op))
 
     def quantize_input(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """The boundary step (the only float arithmetic): input codes for each quantizer."""

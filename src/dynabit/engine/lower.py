@@ -9,13 +9,16 @@ what the frozen model computes; the engine's execution code is separate from the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from dynabit.engine.program import IntegerProgram, Op, TensorInfo
+from dynabit.config.hardware import HardwareConfig
+from dynabit.config.layer import LayerSpec, hardware_units
+from dynabit.engine.program import IntegerProgram, Op, TensorInfo, spec_attrs
 from dynabit.quant.budget import reset_stats
 from dynabit.quant.faithful import PASS_FUNCTIONS, PASS_METHODS, analyze, trace
 from dynabit.quant.integer_ops import (
@@ -45,6 +48,51 @@ def _expand(p: torch.Tensor, channels: int) -> torch.Tensor:
 
 def _weight_dtype(bits: int) -> torch.dtype:
     return torch.int8 if bits <= 8 else torch.int16 if bits <= 16 else torch.int32
+
+
+def _map(shape: tuple[int, ...]) -> tuple[int, tuple[int, int]]:
+    """``(channels, (H, W))`` of a program tensor (a flat one is a ``1 x 1`` map)."""
+    return (int(shape[0]), (int(shape[1]), int(shape[2])) if len(shape) == 3 else (1, 1))
+
+
+def _layer_spec(
+    m: QuantLayerMixin, kind: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+) -> LayerSpec:
+    """The :class:`LayerSpec` of a frozen layer on its traced input and output shapes."""
+    cfg = m.qcfg
+    (cin, in_hw), (cout, out_hw) = _map(in_shape), _map(out_shape)
+    bits = int(m.act_quant.bits)
+    group, block = cfg.group, cfg.block_size
+    if group is None or block is None:  # a layer built outside prepare(): the array defaults
+        group, block = hardware_units(HardwareConfig(), group, block, aligned=False)
+    geometry: dict[str, Any] = {}
+    if kind == "conv2d":
+        geometry = {
+            "kernel": tuple(int(k) for k in m.kernel_size),
+            "stride": tuple(int(v) for v in m.stride),
+            "padding": tuple(int(v) for v in m.padding),
+            "dilation": tuple(int(v) for v in m.dilation),
+            "groups": int(m.groups),
+        }
+    spec = LayerSpec(
+        name=m.layer_name,
+        kind="conv" if kind == "conv2d" else "linear",
+        in_channels=cin,
+        out_channels=cout,
+        in_hw=in_hw,
+        out_hw=out_hw,
+        group=tuple(group),
+        block_size=int(block),
+        decision=cfg.decision,
+        dynamic=bool(m.dynamic),
+        bits=bits,
+        hi_bits=int(cfg.hi_bits) if m.dynamic else min(int(cfg.hi_bits), bits),
+        score=cfg.score,
+        **geometry,
+    )
+    if m.dynamic and cfg.enforce_bounds:
+        spec = replace(spec, k_bounds=spec.grid().k_bounds(*m.bounds()))
+    return spec
 
 
 class _Lowering:
@@ -177,39 +225,21 @@ class _Lowering:
         if not isinstance(m, QuantConv2d | QuantLinear):
             raise UnsupportedLayerError(f"unsupported quantized layer type {type(m).__name__}")
         cfg = m.qcfg
+        spec = _layer_spec(m, kind, in_shape, out_shape)
         attrs: dict[str, Any] = {
-            "dynamic": bool(m.dynamic),
-            "bits": int(m.act_quant.bits),
+            **spec_attrs(spec),
             "signed": bool(m.act_quant.signed),
             "weight_bits": int(cfg.weight_bits),
             # counted in B_avg: dynamic layers, and static ones of the uniform baseline
             "in_budget": bool(m.dynamic or getattr(m, "in_budget", False)),
         }
-        if kind == "conv2d":
-            attrs.update(
-                stride=list(m.stride),
-                padding=list(m.padding),
-                dilation=list(m.dilation),
-                groups=int(m.groups),
-            )
+        if m.dynamic:
+            attrs["midpoint"] = bool(cfg.midpoint)
         params = {
             "weight": m.w_int.to(_weight_dtype(cfg.weight_bits)).clone(),
             "bias": m.bias_int.clone(),
         }
         if m.dynamic:
-            grid_shape = out_shape if cfg.decision == "output" else in_shape
-            c, h, w = (grid_shape + (1, 1))[:3] if len(grid_shape) == 1 else grid_shape
-            grid = m._grid(torch.empty(0, c, h, w))
-            attrs.update(
-                lo_bits=int(cfg.lo_bits),
-                midpoint=bool(cfg.midpoint),
-                decision=cfg.decision,
-                score=cfg.score,
-                block_size=int(grid.block_size),
-                group=[int(grid.group_h), int(grid.group_w)],
-                grid=[int(c), int(h), int(w)],
-                k_bounds=list(m._k_bounds(grid)) if cfg.enforce_bounds else None,
-            )
             params["threshold"] = m.threshold_int.clone()
             if cfg.decision == "output":
                 params["score_mult"] = m.score_mult.clone()

@@ -21,13 +21,17 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
+from dynabit.config.layer import LayerSpec, hardware_units
 from dynabit.utils.files import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from dynabit.config.hardware import HardwareConfig
 
 PROGRAM_FORMAT = "dynabit-integer-program"
 PROGRAM_VERSION = 2  # 2: the checksum covers the description too
@@ -43,6 +47,42 @@ OP_KINDS = (
     "add",  # int, int -> int32: clamp32((a * mult_a + b * mult_b + 2**(shift-1)) >> shift)
     "flatten",  # (N, C, H, W) -> (N, C*H*W)
 )
+
+
+def spec_attrs(spec: LayerSpec) -> dict[str, Any]:
+    """The attributes a conv2d/linear op stores for its :class:`LayerSpec` (the file's keys).
+
+    Geometry that the tensors already carry (channels, maps, kernel) is not repeated; a static
+    layer stores no decision grid. :meth:`IntegerProgram.layer_spec` reads them back.
+    """
+    attrs: dict[str, Any] = {"dynamic": bool(spec.dynamic), "bits": int(spec.bits)}
+    if spec.kind == "conv":
+        attrs.update(
+            stride=list(spec.stride),
+            padding=list(spec.padding),
+            dilation=list(spec.dilation),
+            groups=int(spec.groups),
+        )
+    if spec.dynamic:
+        c, (h, w) = spec.decision_map()
+        attrs.update(
+            lo_bits=int(spec.lo_bits),
+            decision=spec.decision,
+            score=spec.score,
+            block_size=int(spec.block_size),
+            group=[int(spec.group[0]), int(spec.group[1])],
+            grid=[int(c), int(h), int(w)],
+            k_bounds=None if spec.k_bounds is None else [int(k) for k in spec.k_bounds],
+        )
+    return attrs
+
+
+def _pair_attr(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _map_hw(shape: tuple[int, ...]) -> tuple[int, int]:
+    return (int(shape[1]), int(shape[2])) if len(shape) == 3 else (1, 1)
 
 
 class ProgramFormatError(ValueError):
@@ -110,6 +150,59 @@ class IntegerProgram:
     def dynamic_ops(self) -> list[Op]:
         """The dual-precision conv/linear operations."""
         return [op for op in self.layer_ops() if op.attrs["dynamic"]]
+
+    def layer_spec(self, op: Op, hw: HardwareConfig | None = None) -> LayerSpec:
+        """The :class:`LayerSpec` of a conv2d/linear ``op`` (inverse of :func:`spec_attrs`).
+
+        A static layer has no decision units of its own: it takes the array's defaults
+        (:func:`~dynabit.config.layer.hardware_units` of ``hw``, the default array when
+        ``None``) and its high plane is one activation chunk wide.
+        """
+        a = op.attrs
+        in_shape = self.tensors[op.inputs[0]].shape
+        out_shape = self.tensors[op.output].shape
+        conv = op.kind == "conv2d"
+        dynamic = bool(a["dynamic"])
+        bits = int(a["bits"])
+        geometry: dict[str, Any] = {}
+        if conv:
+            w = op.params["weight"].shape
+            geometry = {
+                "kernel": (int(w[2]), int(w[3])),
+                "stride": _pair_attr(a.get("stride", 1)),
+                "padding": _pair_attr(a.get("padding", 0)),
+                "dilation": _pair_attr(a.get("dilation", 1)),
+                "groups": int(a.get("groups", 1)),
+            }
+        if dynamic:
+            kb = a.get("k_bounds")
+            units: dict[str, Any] = {
+                "group": (int(a["group"][0]), int(a["group"][1])),
+                "block_size": int(a["block_size"]),
+                "decision": a["decision"],
+                "hi_bits": bits - int(a["lo_bits"]),
+                "score": a["score"],
+                "k_bounds": None if kb is None else (int(kb[0]), int(kb[1])),
+            }
+        else:
+            if hw is None:
+                from dynabit.config.hardware import HardwareConfig
+
+                hw = HardwareConfig()
+            group, block = hardware_units(hw, aligned=False)
+            units = {"group": group, "block_size": block, "hi_bits": min(hw.act_chunk_bits, bits)}
+        return LayerSpec(
+            name=op.name,
+            kind="conv" if conv else "linear",
+            in_channels=int(in_shape[0]),
+            out_channels=int(out_shape[0]),
+            in_hw=_map_hw(in_shape),
+            out_hw=_map_hw(out_shape),
+            dynamic=dynamic,
+            bits=bits,
+            **geometry,
+            **units,
+        )
 
     def copy(self) -> IntegerProgram:
         """A deep copy (parameters included)."""

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dynabit.config.scores import score_for
 from dynabit.engine.program import IntegerProgram, Op
 
 OPSET = 21
@@ -302,7 +303,7 @@ class _Builder:
             op, self.to8(hi, qlo, qhi, op.output + "_hi8"), w_name, op.output + "_acchi"
         )
         acc_hi = self.node("Add", [acc_hi, bias], op.output + "_acchi_b")
-        c, h, wd = a["grid"]
+        c = self.p.layer_spec(op).grid().channels
         as_map = (
             (lambda t, base: t)
             if op.kind == "conv2d"
@@ -345,15 +346,14 @@ class _Builder:
 
     def decisions(self, op: Op, values: str) -> str:
         """Element mask (int64 0/1, the grid's map shape) from int64 ``values`` (N, C, H, W)."""
-        a = op.attrs
         base = op.output
-        c, h, w = a["grid"]
-        bs = int(a["block_size"])
-        gh, gw = a["group"]
-        nb, ngh, ngw = -(-c // bs), -(-h // gh), -(-w // gw)
-        pc, ph, pw = nb * bs - c, ngh * gh - h, ngw * gw - w
-        how = a["score"]
-        fill = -(1 << 62) if how == "max" else 0
+        spec = self.p.layer_spec(op)
+        grid = spec.grid()
+        bs, (gh, gw) = grid.block_size, grid.group
+        nb, ngh, ngw = grid.cells
+        pc, ph, pw = grid.padding
+        score = score_for(spec.score)
+        fill = score.pad_value(-(1 << 62))
         v = values
         if pc or ph or pw:
             pads = self.const([0, 0, 0, 0, 0, pc, ph, pw], base + "_gpads")
@@ -364,19 +364,16 @@ class _Builder:
             base + "_cells",
         )
         axes = self.const([2, 4, 6], base + "_gaxes")
-        if how == "max":
-            score = self.node("ReduceMax", [v, axes], base + "_score", keepdims=0)
-        else:
-            total = self.node("ReduceSum", [v, axes], base + "_total", keepdims=0)
-            ch = np.minimum(c - np.arange(nb) * bs, bs)
-            rh = np.minimum(h - np.arange(ngh) * gh, gh)
-            rw = np.minimum(w - np.arange(ngw) * gw, gw)
-            counts = ch[:, None, None] * rh[None, :, None] * rw[None, None, :]
-            score = self.floor_div(total, self.const(counts, base + "_counts"), base + "_score")
+
+        def counts() -> np.ndarray:
+            ch, rh, rw = (np.array(e, dtype=np.int64) for e in grid.extents())
+            return ch[:, None, None] * rh[None, :, None] * rw[None, None, :]
+
+        score_t = score.onnx(self, v, axes, counts, base)
         thr = self.channel_const(op.params["threshold"], 4, base + "_thr")
-        mask = self.node("Greater", [score, thr], base + "_passed")
-        if a.get("k_bounds") is not None:
-            mask = self.bounds(score, mask, a["k_bounds"], (nb, ngh, ngw), base)
+        mask = self.node("Greater", [score_t, thr], base + "_passed")
+        if spec.k_bounds is not None:
+            mask = self.bounds(score_t, mask, list(spec.k_bounds), (nb, ngh, ngw), base)
         self.extra_outputs.append((mask, op.name, ["N", nb, ngh, ngw]))
         m = self.node("Cast", [mask], base + "_mask_i", to=self.onnx.TensorProto.INT64)
         m = self.node(
@@ -411,7 +408,7 @@ class _Builder:
                 [
                     m,
                     self.const([0, 0, 0], base + "_cs"),
-                    self.const([c, h, w], base + "_ce"),
+                    self.const([grid.channels, grid.height, grid.width], base + "_ce"),
                     self.const([1, 2, 3], base + "_ca"),
                 ],
                 base + "_mcrop",

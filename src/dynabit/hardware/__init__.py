@@ -17,6 +17,7 @@ From a trained model and a dataset in one call: ``simulate_run("runs/x", images=
 from dynabit.hardware.compare import Comparison, compare
 from dynabit.hardware.mapping import FoldPlan, aligned_segments, dense_formula, fold_plan
 from dynabit.hardware.masks import load_masks, save_masks, synthetic_masks
+from dynabit.hardware.modes import SIM_MODES, SimMode, mode_for
 from dynabit.hardware.report import to_csv, to_dict, to_json, to_markdown
 from dynabit.hardware.run import (
     RealMasks,
@@ -32,16 +33,19 @@ from dynabit.hardware.shapes import (
     load_shapes,
     network_shapes,
     save_shapes,
+    shape_of,
 )
 from dynabit.hardware.simulator import MODES, SimResult, simulate
 from dynabit.hardware.trace import trace_model
 
 __all__ = [
     "MODES",
+    "SIM_MODES",
     "Comparison",
     "FoldPlan",
     "LayerShape",
     "RealMasks",
+    "SimMode",
     "SimResult",
     "aligned_segments",
     "compare",
@@ -53,10 +57,12 @@ __all__ = [
     "load_hardware",
     "load_masks",
     "load_shapes",
+    "mode_for",
     "network_shapes",
     "real_masks",
     "save_masks",
     "save_shapes",
+    "shape_of",
     "simulate",
     "simulate_run",
     "synthetic_masks",

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dynabit.config.hardware import HardwareConfig
 from dynabit.hardware.mapping import (
     FoldPlan,
     Units,
@@ -241,25 +240,3 @@ def region_masks(
         decisions=int(np.prod(mask.shape[1:])),
         compares=shape.in_channels * shape.in_hw[0] * shape.in_hw[1],
     )
-
-
-def low_pass_for(
-    mode: str,
-    shape: LayerShape,
-    plan: FoldPlan,
-    hw: HardwareConfig,
-    mask: np.ndarray | None,
-    samples: int,
-    c_hi: int,
-    c_lo: int,
-) -> LowPass:
-    """Dispatch on the mode: ``fixed`` for unmasked runs, else the mask's schedule."""
-    if mask is None:
-        return fixed(shape, plan, samples, c_hi, c_lo)
-    aligned = hw.aligned_units()[0]
-    if mode == "element":
-        tile = shape.group if shape.decision == "output" else aligned
-        return element_masks(shape, plan, mask, tile, c_hi, c_lo)
-    if mode == "region" or shape.decision == "input":
-        return region_masks(shape, plan, mask, aligned, c_hi, c_lo)
-    return block_masks_output(shape, plan, mask, c_hi, c_lo)

@@ -41,12 +41,8 @@ import numpy as np
 
 from dynabit.config.dataflow import Dataflow, dataflow_for
 from dynabit.config.hardware import HardwareConfig
+from dynabit.config.layer import GridGeometry, ceil_div
 from dynabit.hardware.shapes import LayerShape
-
-
-def ceil_div(a: int, b: int) -> int:
-    """``ceil(a / b)`` for positive integers."""
-    return -(-a // b)
 
 
 def k_steps(window: int, lanes: int) -> int:
@@ -193,9 +189,8 @@ class Units:
 
 def group_grid(hw_map: tuple[int, int], group: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Row heights and column widths of the ceil-ed group grid over a map (edges partial)."""
-    _, hs = segments(hw_map[0], group[0])
-    _, ws = segments(hw_map[1], group[1])
-    return hs, ws
+    _, hs, ws = GridGeometry(1, hw_map[0], hw_map[1], 1, group[0], group[1]).extents()
+    return np.array(hs, dtype=np.int64), np.array(ws, dtype=np.int64)
 
 
 def pixel_order(hw_map: tuple[int, int], group: tuple[int, int]) -> np.ndarray:
@@ -203,7 +198,7 @@ def pixel_order(hw_map: tuple[int, int], group: tuple[int, int]) -> np.ndarray:
     h, w = hw_map
     ys, xs = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     gi, gj = ys // group[0], xs // group[1]
-    n_gw = -(-w // group[1])
+    n_gw = ceil_div(w, group[1])
     key = (gi * n_gw + gj) * (h * w) + ys * w + xs
     return np.argsort(key.ravel(), kind="stable")
 

@@ -19,6 +19,7 @@ from typing import Literal
 
 import numpy as np
 
+from dynabit.config.layer import GridGeometry
 from dynabit.hardware.shapes import LayerShape
 
 MaskKind = Literal["block", "region", "element"]
@@ -56,7 +57,7 @@ def synthetic_masks(
         if kind == "element":
             n, c, h, w = s.element_mask_shape(samples)
             cc, ch, cw = cluster
-            coarse = rng.random((n, -(-c // cc), -(-h // ch), -(-w // cw))) < ratio
+            coarse = rng.random(GridGeometry(c, h, w, cc, ch, cw).mask_shape(n)) < ratio
             full = coarse.repeat(cc, 1).repeat(ch, 2).repeat(cw, 3)
             out[s.name] = np.ascontiguousarray(full[:, :c, :h, :w])
             continue

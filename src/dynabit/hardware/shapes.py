@@ -12,14 +12,26 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from dynabit.config.hardware import HardwareConfig
+from dynabit.config.layer import Decision, GridGeometry, Kind, LayerSpec, hardware_units
 
-Kind = Literal["conv", "linear"]
-Decision = Literal["output", "input"]
+__all__ = [
+    "NETWORKS",
+    "Decision",
+    "Kind",
+    "LayerShape",
+    "conv_out",
+    "fitted_group",
+    "layer_shapes_from_model",
+    "load_shapes",
+    "network_shapes",
+    "save_shapes",
+    "shape_of",
+]
 
 
 def conv_out(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
@@ -39,7 +51,7 @@ def fitted_group(hw_map: tuple[int, int], edge: int) -> tuple[int, int]:
     best_shape = (1, 1)
     for gh in range(1, min(h, edge) + 1):
         gw = min(w, edge // gh)
-        n = -(-h // gh) * -(-w // gw)
+        n = GridGeometry(1, h, w, 1, gh, gw).n_groups
         key = (n, abs(gh - gw), -gh * gw)
         if best is None or key < best:
             best, best_shape = key, (gh, gw)
@@ -47,52 +59,21 @@ def fitted_group(hw_map: tuple[int, int], edge: int) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class LayerShape:
-    """One conv or linear layer as the array sees it (per sample).
+class LayerShape(LayerSpec):
+    """One conv or linear layer as the array sees it (per sample): its
+    :class:`~dynabit.config.layer.LayerSpec` and the width of its stored outputs.
 
     ``bits``/``hi_bits``: activation bits of the layer's input codes and how many of them form
     the high plane (a static layer keeps the same split and always runs both planes).
     ``out_bits``: bits of each stored output activation.
     """
 
-    name: str
-    kind: Kind
-    in_channels: int
-    out_channels: int
-    in_hw: tuple[int, int]
-    out_hw: tuple[int, int]
-    kernel: tuple[int, int] = (1, 1)
-    stride: tuple[int, int] = (1, 1)
-    padding: tuple[int, int] = (0, 0)
-    dilation: tuple[int, int] = (1, 1)
-    groups: int = 1
-    group: tuple[int, int] = (4, 4)
-    block_size: int = 16
-    decision: Decision = "output"
-    dynamic: bool = True
-    bits: int = 8
-    hi_bits: int = 4
     out_bits: int = 8
 
     def __post_init__(self) -> None:
-        for fname in ("in_channels", "out_channels", "groups", "block_size", "bits", "out_bits"):
-            if getattr(self, fname) < 1:
-                raise ValueError(f"layer {self.name!r}: {fname} must be >= 1")
-        for fname in ("in_hw", "out_hw", "kernel", "stride", "dilation", "group"):
-            v = getattr(self, fname)
-            if len(v) != 2 or min(v) < 1:
-                raise ValueError(f"layer {self.name!r}: {fname} must be two integers >= 1, got {v}")
-        if min(self.padding) < 0:
-            raise ValueError(f"layer {self.name!r}: padding must be >= 0, got {self.padding}")
-        if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(
-                f"layer {self.name!r}: groups={self.groups} must divide in_channels="
-                f"{self.in_channels} and out_channels={self.out_channels}"
-            )
-        if not 1 <= self.hi_bits <= self.bits:
-            raise ValueError(f"layer {self.name!r}: hi_bits must lie in 1..bits={self.bits}")
-        if self.decision not in ("output", "input"):
-            raise ValueError(f"layer {self.name!r}: decision must be 'output' or 'input'")
+        super().__post_init__()
+        if self.out_bits < 1:
+            raise ValueError(f"layer {self.name!r}: out_bits must be >= 1")
 
     # --- GEMM view -------------------------------------------------------------------------
     @property
@@ -115,42 +96,14 @@ class LayerShape:
         """Multiply-accumulates per sample (padding taps included, as the array runs them)."""
         return self.pixels * self.out_channels * self.window
 
-    @property
-    def lo_bits(self) -> int:
-        """Bits of the low plane."""
-        return self.bits - self.hi_bits
-
-    # --- decision grid ---------------------------------------------------------------------
-    def decision_map(self, decision: Decision | None = None) -> tuple[int, tuple[int, int]]:
-        """``(channels, (H, W))`` the decision grid covers (output or input side)."""
-        d = decision or self.decision
-        if d == "output":
-            return self.out_channels, self.out_hw
-        return self.in_channels, self.in_hw
-
-    def mask_shape(self, samples: int, decision: Decision | None = None) -> tuple[int, ...]:
-        """``(N, n_blocks, n_gh, n_gw)`` of this layer's group masks (ceil-ed grid)."""
-        ch, (h, w) = self.decision_map(decision)
-        return (
-            samples,
-            math.ceil(ch / self.block_size),
-            math.ceil(h / self.group[0]),
-            math.ceil(w / self.group[1]),
-        )
-
     def element_mask_shape(self, samples: int) -> tuple[int, int, int, int]:
         """``(N, C_out, H_out, W_out)`` of a per-element gating mask."""
         return (samples, self.out_channels, *self.out_hw)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict."""
-        return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LayerShape:
-        """Inverse of :meth:`to_dict` (lists become tuples)."""
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        return cls(**kw)
+def shape_of(spec: LayerSpec, out_bits: int = 8) -> LayerShape:
+    """The :class:`LayerShape` of a layer described by ``spec``."""
+    return LayerShape(**spec.spec_dict(), out_bits=out_bits)
 
 
 def save_shapes(shapes: Sequence[LayerShape], path: str | Path) -> None:
@@ -194,7 +147,6 @@ def layer_shapes_from_model(
     from torch import nn
 
     hw = hw or HardwareConfig()
-    hw_group, hw_block = hw.aligned_units()
     records: list[tuple[str, nn.Module, tuple[int, ...], tuple[int, ...]]] = []
     names = {m: n for n, m in model.named_modules()}
     handles = []
@@ -225,49 +177,50 @@ def layer_shapes_from_model(
         q = getattr(mod, "qcfg", None)
         edge = idx == 0 or idx == len(records) - 1
         dynamic = bool(q.dynamic) if q is not None else not (keep_first_last and edge)
-        group = tuple(q.group) if q is not None and q.group is not None else hw_group
-        block = int(q.block_size) if q is not None and q.block_size is not None else hw_block
-        decision = q.decision if q is not None else "output"
+        group, block = hardware_units(
+            hw, getattr(q, "group", None), getattr(q, "block_size", None)
+        )
         if q is not None:
             bits = int(q.bits) if dynamic else int(q.static_bits)
             hi = min(int(q.hi_bits), bits)
         else:
             bits, hi = 8, min(hw.act_chunk_bits, 8)
-        common = dict(
-            group=group, block_size=block, decision=decision, dynamic=dynamic, bits=bits, hi_bits=hi
-        )
         if isinstance(mod, nn.Conv2d):
             if isinstance(mod.padding, str):
                 raise ValueError(f"layer {name!r}: string padding {mod.padding!r} is not supported")
-            shapes.append(
-                LayerShape(
-                    name=name,
-                    kind="conv",
-                    in_channels=mod.in_channels,
-                    out_channels=mod.out_channels,
-                    in_hw=(ishape[-2], ishape[-1]),
-                    out_hw=(oshape[-2], oshape[-1]),
-                    kernel=_pair(mod.kernel_size),
-                    stride=_pair(mod.stride),
-                    padding=_pair(mod.padding),
-                    dilation=_pair(mod.dilation),
-                    groups=mod.groups,
-                    **common,
-                )
+            geometry: dict[str, Any] = dict(
+                kind="conv",
+                in_channels=mod.in_channels,
+                out_channels=mod.out_channels,
+                in_hw=(ishape[-2], ishape[-1]),
+                out_hw=(oshape[-2], oshape[-1]),
+                kernel=_pair(mod.kernel_size),
+                stride=_pair(mod.stride),
+                padding=_pair(mod.padding),
+                dilation=_pair(mod.dilation),
+                groups=mod.groups,
             )
         else:
             rows = int(math.prod(ishape[1:-1])) if len(ishape) > 2 else 1
-            shapes.append(
-                LayerShape(
-                    name=name,
-                    kind="linear",
-                    in_channels=mod.in_features,
-                    out_channels=mod.out_features,
-                    in_hw=(1, rows),
-                    out_hw=(1, rows),
-                    **common,
-                )
+            geometry = dict(
+                kind="linear",
+                in_channels=mod.in_features,
+                out_channels=mod.out_features,
+                in_hw=(1, rows),
+                out_hw=(1, rows),
             )
+        spec = LayerSpec(
+            name=name,
+            **geometry,
+            group=group,
+            block_size=block,
+            decision=q.decision if q is not None else "output",
+            dynamic=dynamic,
+            bits=bits,
+            hi_bits=hi,
+            score=getattr(q, "score", "max"),
+        )
+        shapes.append(shape_of(spec))
     return shapes
 
 
@@ -285,34 +238,15 @@ class _Builder:
         self, name: str, cin: int, cout: int, hw: tuple[int, int], k: int, s: int, p: int
     ) -> tuple[int, int]:
         out = (conv_out(hw[0], k, s, p), conv_out(hw[1], k, s, p))
+        geometry = dict(kernel=(k, k), stride=(s, s), padding=(p, p))
         self.layers.append(
-            LayerShape(
-                name=name,
-                kind="conv",
-                in_channels=cin,
-                out_channels=cout,
-                in_hw=hw,
-                out_hw=out,
-                kernel=(k, k),
-                stride=(s, s),
-                padding=(p, p),
-                **self.common,
-            )
+            shape_of(LayerSpec(name, "conv", cin, cout, hw, out, **geometry, **self.common))
         )
         return out
 
     def linear(self, name: str, fin: int, fout: int) -> None:
-        self.layers.append(
-            LayerShape(
-                name=name,
-                kind="linear",
-                in_channels=fin,
-                out_channels=fout,
-                in_hw=(1, 1),
-                out_hw=(1, 1),
-                **self.common,
-            )
-        )
+        spec = LayerSpec(name, "linear", fin, fout, (1, 1), (1, 1), **self.common)
+        self.layers.append(shape_of(spec))
 
 
 def _basic_blocks(
@@ -373,10 +307,10 @@ def network_shapes(
         raise ValueError(f"unknown network {name!r}; known: {sorted(NETWORKS)}")
     fn, default_size, default_classes = NETWORKS[name]
     hw = hw or HardwareConfig()
-    g, bs = hw.aligned_units()
+    g, bs = hardware_units(hw, group if group and group != "fit" else None, block_size or None)
     common = dict(
-        group=tuple(group) if group and group != "fit" else g,
-        block_size=block_size or bs,
+        group=g,
+        block_size=bs,
         decision=decision,
         dynamic=True,
         bits=bits,

@@ -10,42 +10,47 @@ Modes (all on the same ``R x C`` array of ``act_chunk_bits x weight_bits`` PEs u
 * ``region``: group masks on the layer's *input* (DRQ-style region gating) for every dynamic
   layer, whatever the layer's own decision source.
 * ``bitparallel``: an array of the same PE count with bit-parallel ``8 x weight_bits`` PEs.
+
+Each mode is a :class:`~dynabit.hardware.modes.SimMode` (:mod:`dynabit.hardware.modes`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dynabit.config.hardware import HardwareConfig
 from dynabit.hardware.energy import ENERGY_KEYS, layer_energy
-from dynabit.hardware.lowpass import low_pass_for
-from dynabit.hardware.mapping import ceil_div, fold_plan
+from dynabit.hardware.mapping import fold_plan
+from dynabit.hardware.modes import MASKED_MODES, MODES, Mode, mode_for
 from dynabit.hardware.shapes import LayerShape
 from dynabit.hardware.traffic import DRAM_KEYS, SRAM_KEYS, Precision, layer_traffic, stall_cycles
 
-Mode = Literal["dense", "uniform", "high", "dynamic", "element", "region", "bitparallel"]
-MODES: tuple[str, ...] = ("dense", "uniform", "high", "dynamic", "element", "region", "bitparallel")
-MASKED_MODES = ("dynamic", "element", "region")
+if TYPE_CHECKING:
+    from dynabit.hardware.scalesim.memory import ScaleSimMemory
+
+__all__ = [
+    "MASKED_MODES",
+    "MEMORY_MODELS",
+    "MODES",
+    "Mode",
+    "SimResult",
+    "check_masks",
+    "expected_mask_shape",
+    "precision_for",
+    "simulate",
+    "uses_group_mapping",
+]
+
 MEMORY_MODELS = ("dynabit", "scalesim")  # see docs/hardware.md, "Memory models"
 
 
 def precision_for(shape: LayerShape, mode: str, hw: HardwareConfig) -> Precision:
     """How the layer's activations are streamed in ``mode``."""
-    chunk = hw.act_chunk_bits
-    if mode == "dense":
-        return Precision(chunk, 1, 0, chunk, 0, False)
-    if mode == "bitparallel":
-        return Precision(8, ceil_div(shape.bits, 8), 0, shape.bits, 0, False)
-    c_hi, c_lo = ceil_div(shape.hi_bits, chunk), ceil_div(shape.lo_bits, chunk)
-    if not shape.dynamic or mode == "uniform":
-        return Precision(chunk, c_hi, c_lo, shape.hi_bits, shape.lo_bits, False)
-    if mode == "high":
-        return Precision(chunk, c_hi, 0, shape.hi_bits, 0, False)
-    return Precision(chunk, c_hi, c_lo, shape.hi_bits, shape.lo_bits, c_lo > 0)
+    return mode_for(mode).precision(shape, hw)
 
 
 def uses_group_mapping(shape: LayerShape, mode: str) -> bool:
@@ -54,16 +59,12 @@ def uses_group_mapping(shape: LayerShape, mode: str) -> bool:
     Our design (``dynamic``, and its floor ``high``) folds an output-directed dynamic layer so
     that its groups line up with folds; every other mode uses SCALE-Sim's even split.
     """
-    return shape.dynamic and shape.decision == "output" and mode in ("dynamic", "high")
+    return mode_for(mode).group_mapping(shape)
 
 
 def expected_mask_shape(shape: LayerShape, mode: str, samples: int) -> tuple[int, ...]:
     """Shape a mask for ``shape`` must have in ``mode``."""
-    if mode == "element":
-        return shape.element_mask_shape(samples)
-    if mode == "region":
-        return shape.mask_shape(samples, "input")
-    return shape.mask_shape(samples)
+    return mode_for(mode).mask_shape(shape, samples)
 
 
 def check_masks(shapes: Sequence[LayerShape], masks: Mapping[str, np.ndarray], mode: str) -> int:
@@ -174,26 +175,30 @@ def simulate(
     hw: HardwareConfig | None = None,
     mode: Mode = "dynamic",
     samples: int | None = None,
-    memory: str = "dynabit",
+    memory: str | ScaleSimMemory = "dynabit",
 ) -> SimResult:
     """Simulate ``shapes`` on ``hw`` in ``mode``; masked modes need ``masks`` for dynamic layers.
 
     Masks are ``dict[layer name -> bool array]`` with one leading sample axis; all samples
     are simulated at once. Unmasked modes simulate ``samples`` identical samples (default 1).
     ``memory="scalesim"`` (dense mode only) takes the stalls from SCALE-Sim 3.0.0's
-    double-buffered scratchpads (:mod:`dynabit.hardware.scalesim.memory`) instead of ours.
+    double-buffered scratchpads (:mod:`dynabit.hardware.scalesim.memory`) instead of ours,
+    every buffer at ``hw.dram_words_per_cycle``; a ``ScaleSimMemory`` gives the buffers (and
+    per-buffer bandwidths) to use instead.
     """
     hw = hw or HardwareConfig()
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; allowed: {MODES}")
+    sim_mode = mode_for(mode)
     if not shapes:
         raise ValueError("no layers to simulate")
+    scratchpads = None
+    if not isinstance(memory, str):
+        scratchpads, memory = memory, "scalesim"
     if memory not in MEMORY_MODELS or (memory == "scalesim" and mode != "dense"):
         raise ValueError(
             f"memory model {memory!r} with mode {mode!r}: allowed {MEMORY_MODELS}, 'scalesim' "
             "only with mode 'dense'"
         )
-    if mode in MASKED_MODES:
+    if sim_mode.masked:
         if masks is None:
             raise ValueError(f"mode {mode!r} needs masks for the dynamic layers")
         n = check_masks(shapes, masks, mode)
@@ -209,21 +214,22 @@ def simulate(
     dram = {k: np.zeros((n_layers, n)) for k in DRAM_KEYS}
     energy = {k: np.zeros((n_layers, n)) for k in ENERGY_KEYS}
     for i, shape in enumerate(shapes):
-        prec = precision_for(shape, mode, hw)
-        plan = fold_plan(shape, hw, group_aligned=uses_group_mapping(shape, mode))
+        prec = sim_mode.precision(shape, hw)
+        plan = fold_plan(shape, hw, group_aligned=sim_mode.group_mapping(shape))
         mask = None
         if prec.masked and masks is not None:
             mask = np.asarray(masks[shape.name], dtype=bool)
-        lp = low_pass_for(mode, shape, plan, hw, mask, n, prec.c_hi, prec.c_lo)
+        lp = sim_mode.low_pass(shape, plan, hw, mask, n, prec.c_hi, prec.c_lo)
         cyc = (plan.fill + lp.t_main).sum(axis=1)
         cyc = cyc + ((lp.t_second > 0) * plan.fill + lp.t_second).sum(axis=1)
         comp[i] = cyc + lp.epilogue - 1
         tr = layer_traffic(shape, plan, hw, lp, prec)
         stall[i] = stall_cycles(tr.dram_total, comp[i], hw)
         if memory == "scalesim":
-            from dynabit.hardware.scalesim.memory import scalesim_stalls
+            from dynabit.hardware.scalesim.memory import ScaleSimMemory
 
-            stall[i] = scalesim_stalls(shape, hw)
+            pads = scratchpads or ScaleSimMemory.from_hw(hw)
+            stall[i] = pads.layer(shape, hw).stall_cycles
         macs[i] = shape.macs * prec.c_hi + lp.lo_macs
         refined[i] = lp.refined if prec.c_lo else 0.0
         bits_avg[i] = prec.hi_bits + refined[i] * prec.lo_bits

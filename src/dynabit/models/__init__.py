@@ -2,8 +2,11 @@
 
 from dynabit.models.efficientnet_lite import (
     EfficientNetLite,
+    efficientnet_lite,
     efficientnet_lite0,
+    efficientnet_lite1,
     load_efficientnet_lite0_pretrained,
+    load_efficientnet_lite_pretrained,
 )
 from dynabit.models.layers import Add, ConvBNReLU, init_weights
 from dynabit.models.mobilenet_v2 import InvertedResidual, MobileNetV2, mobilenet_v2
@@ -23,9 +26,12 @@ __all__ = [
     "ResNet",
     "SmallCNN",
     "build_model",
+    "efficientnet_lite",
     "efficientnet_lite0",
+    "efficientnet_lite1",
     "init_weights",
     "load_efficientnet_lite0_pretrained",
+    "load_efficientnet_lite_pretrained",
     "mobilenet_v2",
     "resnet18",
     "resnet20",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -10,6 +10,7 @@ from torch import nn
 from dynabit.quant.budget import dynamic_layers, quant_layers
 from dynabit.quant.layers import QuantLayerMixin
 from dynabit.quant.quantizers import DualSplit
+from dynabit.utils.progress import progress_bar
 
 
 def _as_inputs(batch: object) -> torch.Tensor:
@@ -54,6 +55,7 @@ def calibrate(
     batches: Iterable[object],
     ratio: float | None = None,
     thresholds: bool = True,
+    progress: bool = False,
 ) -> None:
     """Set activation scales, then each block's threshold so it refines its target ratio.
 
@@ -61,7 +63,9 @@ def calibrate(
     layer by layer in execution order, each from the scores its block sees with the earlier
     layers already decided: the ``1 - r`` quantile of its group scores, with ``r`` the layer's
     ``r*`` (or ``ratio``). The score scale that normalizes scores and the surrogate temperature
-    is set here too. Batches are tensors or ``(inputs, labels)`` pairs.
+    is set here too. Batches are tensors or ``(inputs, labels)`` pairs. ``progress`` shows a
+    bar over the forward passes (one per batch for the scales, then one per batch and dynamic
+    layer for the thresholds).
     """
     inputs = [_as_inputs(b) for b in batches]
     if not inputs:
@@ -69,6 +73,8 @@ def calibrate(
     layers = quant_layers(model)
     if not layers:
         raise ValueError("model has no quantized layers: call dynabit.quant.prepare() first")
+    passes = len(inputs) * (1 + (len(dynamic_layers(model)) if thresholds else 0))
+    bar = progress_bar(total=passes, desc="calibration", unit="pass", disable=not progress)
     was_training = model.training
     model.eval()
     try:
@@ -76,11 +82,13 @@ def calibrate(
             m.act_quant.start_observation()
         for x in inputs:
             model(x)
+            bar.update(1)
         for _, m in layers:
             m.act_quant.finish_observation(_dual_split(m))
         if thresholds:
-            _calibrate_thresholds(model, inputs, ratio)
+            _calibrate_thresholds(model, inputs, ratio, bar.update)
     finally:
+        bar.close()
         for _, m in layers:
             m._calibrating = False
             m._collected = None
@@ -98,7 +106,10 @@ def _dual_split(m: QuantLayerMixin) -> DualSplit | None:
 
 
 def _calibrate_thresholds(
-    model: nn.Module, inputs: list[torch.Tensor], ratio: float | None
+    model: nn.Module,
+    inputs: list[torch.Tensor],
+    ratio: float | None,
+    advance: Callable[[int], object] = lambda n: None,
 ) -> None:
     layers = [m for _, m in dynamic_layers(model)]
     for m in layers:
@@ -108,6 +119,7 @@ def _calibrate_thresholds(
         m._collected = []
         for x in inputs:
             model(x)
+            advance(1)
         scores = torch.cat(m._collected)  # (N, blocks, gh, gw), normalized by the old scale
         m._collected = None
         raw = scores * m.score_scale

@@ -3,55 +3,30 @@ exact enforcement of per-block refine-ratio bounds."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from dynabit.config.layer import GridGeometry, group_budget
+from dynabit.config.scores import score_for
+
+__all__ = ["Grid", "enforce_bounds", "group_budget", "surrogate_mask"]
+
 
 @dataclass(frozen=True)
-class Grid:
-    """How a ``(N, C, H, W)`` map is cut into blocks of channels and groups of pixels.
+class Grid(GridGeometry):
+    """A :class:`~dynabit.config.layer.GridGeometry` that also cuts ``(N, C, H, W)`` tensors.
 
     The last block and the last row/column of groups may be partial: padding exists only in
     the decision grid, never in the data.
     """
 
-    channels: int
-    height: int
-    width: int
-    block_size: int
-    group_h: int
-    group_w: int
-
-    @property
-    def n_blocks(self) -> int:
-        return math.ceil(self.channels / self.block_size)
-
-    @property
-    def n_gh(self) -> int:
-        return math.ceil(self.height / self.group_h)
-
-    @property
-    def n_gw(self) -> int:
-        return math.ceil(self.width / self.group_w)
-
-    @property
-    def n_groups(self) -> int:
-        """Groups per block."""
-        return self.n_gh * self.n_gw
-
     def _pad(self, x: torch.Tensor, value: float) -> torch.Tensor:
-        n = x.shape[0]
-        pc = self.n_blocks * self.block_size - self.channels
-        ph = self.n_gh * self.group_h - self.height
-        pw = self.n_gw * self.group_w - self.width
+        pc, ph, pw = self.padding
         if pc or ph or pw:
             x = F.pad(x, (0, pw, 0, ph, 0, pc), value=value)
-        return x.reshape(
-            n, self.n_blocks, self.block_size, self.n_gh, self.group_h, self.n_gw, self.group_w
-        )
+        return x.reshape(x.shape[0], *self.cell_shape)
 
     def valid_counts(self, device: torch.device | None = None) -> torch.Tensor:
         """Real (unpadded) elements in each ``(block, gh, gw)`` cell."""
@@ -59,19 +34,21 @@ class Grid:
         return self._pad(ones, 0.0).sum(dim=(2, 4, 6))[0]
 
     def reduce(self, x: torch.Tensor, how: str) -> torch.Tensor:
-        """Score each ``(sample, block, gh, gw)`` cell of ``x`` by its max, sum or mean."""
-        if how == "max":
-            return self._pad(x, float("-inf")).amax(dim=(2, 4, 6))
-        total = self._pad(x, 0.0).sum(dim=(2, 4, 6))
+        """Score each ``(sample, block, gh, gw)`` cell of ``x`` by a registered score
+        (:mod:`dynabit.config.scores`), or by its ``"sum"``."""
         if how == "sum":
-            return total
-        return total / self.valid_counts(x.device).to(total.dtype)
+            return self._pad(x, 0.0).sum(dim=(2, 4, 6))
+        score = score_for(how)
+        cells = self._pad(x, score.pad_value(float("-inf")))
+        return score.soft(
+            cells, (2, 4, 6), lambda: self.valid_counts(x.device).to(x.dtype), torch
+        )
 
     def expand(self, m: torch.Tensor) -> torch.Tensor:
         """Broadcast a ``(N, blocks, gh, gw)`` mask back to ``(N, C, H, W)``."""
         n = m.shape[0]
         full = m.reshape(n, self.n_blocks, 1, self.n_gh, 1, self.n_gw, 1).expand(
-            n, self.n_blocks, self.block_size, self.n_gh, self.group_h, self.n_gw, self.group_w
+            n, *self.cell_shape
         )
         full = full.reshape(
             n, self.n_blocks * self.block_size, self.n_gh * self.group_h, self.n_gw * self.group_w
@@ -90,16 +67,6 @@ def surrogate_mask(
     hard = (score > t).to(score.dtype)
     soft = torch.sigmoid((score - t) / temperature)
     return hard + soft - soft.detach()
-
-
-def group_budget(r_lo: float, r_hi: float, n_groups: int) -> tuple[int, int]:
-    """``(k_lo, k_hi)``: the fewest and most groups a block may refine.
-
-    The upper bound wins when the grid is too coarse for both (it sets the worst-case latency).
-    """
-    k_hi = math.floor(r_hi * n_groups + 1e-9)
-    k_lo = min(math.ceil(r_lo * n_groups - 1e-9), k_hi)
-    return k_lo, k_hi
 
 
 def enforce_bounds(score: torch.Tensor, passed: torch.Tensor, k_lo: int, k_hi: int) -> torch.Tensor:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dynabit.config.scores import score_for
 from dynabit.quant.decisions import Grid
 
 # Multipliers are normalised to [2**(MULT_BITS-1), 2**MULT_BITS): 30 bits keeps every
@@ -131,20 +132,15 @@ def int_group_score(values: torch.Tensor, grid: Grid, how: str) -> torch.Tensor:
     ignored.
     """
     n = values.shape[0]
-    pc = grid.n_blocks * grid.block_size - grid.channels
-    ph = grid.n_gh * grid.group_h - grid.height
-    pw = grid.n_gw * grid.group_w - grid.width
-    fill = torch.iinfo(torch.int64).min if how == "max" else 0
+    pc, ph, pw = grid.padding
+    score = score_for(how)
+    fill = score.pad_value(torch.iinfo(torch.int64).min)
     if pc or ph or pw:
         values = F.pad(values, (0, pw, 0, ph, 0, pc), value=fill)
-    cells = values.reshape(
-        n, grid.n_blocks, grid.block_size, grid.n_gh, grid.group_h, grid.n_gw, grid.group_w
+    cells = values.reshape(n, *grid.cell_shape)
+    return score.exact(
+        cells, (2, 4, 6), lambda: grid.valid_counts(values.device).to(torch.int64), torch
     )
-    if how == "max":
-        return cells.amax(dim=(2, 4, 6))
-    total = cells.sum(dim=(2, 4, 6))
-    counts = grid.valid_counts(values.device).to(torch.int64)
-    return torch.div(total, counts, rounding_mode="floor")
 
 
 def add_multipliers(

@@ -15,14 +15,13 @@ Three execution modes share one module:
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dynabit.config.layer import ceil_div
 from dynabit.config.quant import LayerQuantConfig
-from dynabit.quant.decisions import Grid, enforce_bounds, group_budget, surrogate_mask
+from dynabit.quant.decisions import Grid, enforce_bounds, surrogate_mask
 from dynabit.quant.integer_ops import (
     channel_param,
     fixed_point,
@@ -69,7 +68,7 @@ class QuantLayerMixin:
         self.bn_bias: nn.Parameter | None = None
         if dynamic:
             channels = self.out_channels if cfg.decision == "output" else self.in_channels
-            n_blocks = math.ceil(channels / cfg.block_size)
+            n_blocks = ceil_div(channels, cfg.block_size)
             self.threshold = nn.Parameter(torch.zeros(n_blocks), requires_grad=cfg.train_thresholds)
             self.register_buffer("score_scale", torch.tensor(1.0))
             self.register_buffer("thresholds_calibrated", torch.tensor(False))
@@ -216,7 +215,7 @@ class QuantLayerMixin:
         return mask
 
     def _k_bounds(self, grid: Grid) -> tuple[int, int]:
-        return group_budget(*self.bounds(), grid.n_groups)
+        return grid.k_bounds(*self.bounds())
 
     # ----------------------------------------------------------------- frozen (integer) path
     def freeze(self) -> None:

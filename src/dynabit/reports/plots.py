@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 ENERGY_PARTS = ("compute", "sram", "dram", "control")
+ENERGY_LABELS = {"compute": "compute", "sram": "SRAM", "dram": "DRAM", "control": "control"}
 
 
 def _short(name: str) -> str:
@@ -23,8 +24,12 @@ def _short(name: str) -> str:
 
 def accuracy_vs_bavg(points: list[dict[str, Any]], budget: float | None) -> Figure:
     """Top-1 against average activation bits; ``points`` have ``label``, ``b_avg``, ``top1``
-    and optionally ``series`` (points of one series are joined, e.g. QAT epochs)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    and optionally ``series`` (points of one series are joined, e.g. QAT epochs).
+
+    The bit axis is logarithmic (base 2) so that FP32 sits at its real 32 bits while the
+    points between 4 and 8 bits stay apart.
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 4))
     series: dict[str, list[dict[str, Any]]] = {}
     for p in points:
         if p.get("series"):
@@ -32,10 +37,15 @@ def accuracy_vs_bavg(points: list[dict[str, Any]], budget: float | None) -> Figu
         else:
             ax.scatter([p["b_avg"]], [p["top1"]], s=60, zorder=3, label=p["label"])
     for name, ps in series.items():
-        ax.plot([p["b_avg"] for p in ps], [p["top1"] for p in ps], "o--", alpha=0.6, label=name)
+        ax.plot([p["b_avg"] for p in ps], [p["top1"] for p in ps], "o--", alpha=0.7, label=name)
     if budget is not None:
         ax.axvline(budget, color="grey", ls=":", label=f"budget {budget:g} bits")
-    ax.set_xlabel("B_avg (MAC-weighted activation bits)")
+    ax.set_xscale("log", base=2)
+    ticks = sorted({4, 5, 6, 8, 16, 32} | ({budget} if budget is not None else set()))
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlim(3.5, 40)
+    ax.set_xlabel("B_avg: average activation bits, MAC-weighted (log scale)")
     ax.set_ylabel("top-1 (%)")
     ax.set_title("Accuracy vs average bit width")
     ax.grid(alpha=0.3)
@@ -115,8 +125,9 @@ def decision_maps(pixels: np.ndarray, maps: np.ndarray, labels: list[str], layer
     return fig
 
 
-def cycles_energy(runs: dict[str, list[dict[str, Any]]]) -> Figure:
-    """Per-layer cycles (compute + stall) and energy stacked by component, one bar per mode."""
+def cycles_energy(runs: dict[str, list[dict[str, Any]]], labels: dict[str, str]) -> Figure:
+    """Per-layer cycles (one bar per design, stall cycles on top where there are any) and the
+    network's energy per design stacked by component. ``labels`` names each design."""
     modes = list(runs)
     layers = [r["layer"] for r in runs[modes[0]]]
     x = np.arange(len(layers))
@@ -125,37 +136,37 @@ def cycles_energy(runs: dict[str, list[dict[str, Any]]]) -> Figure:
         2, 1, figsize=(max(7.0, 1.2 * len(layers) * len(modes) / 2), 7.5)
     )
     colors = plt.get_cmap("tab10")
-    hatches = ["", "//", "..", "xx", "\\\\", "oo", "--"]
+    any_stall = False
     for j, mode in enumerate(modes):
         rows = {r["layer"]: r for r in runs[mode]}
         off = x + (j - (len(modes) - 1) / 2) * width
         comp = np.array([rows[n]["compute_cycles"] for n in layers])
         stall = np.array([rows[n]["stall_cycles"] for n in layers])
-        ax_c.bar(off, comp, width, color=colors(j), label=mode)
-        ax_c.bar(off, stall, width, bottom=comp, color=colors(j), alpha=0.4, hatch="//")
-        bottom = np.zeros(len(layers))
-        for k, part in enumerate(ENERGY_PARTS):
-            vals = np.array([rows[n].get(f"energy_{part}_uj", 0.0) for n in layers])
-            ax_e.bar(
-                off,
-                vals,
-                width,
-                bottom=bottom,
-                color=colors(k),
-                edgecolor="black",
-                linewidth=0.3,
-                hatch=hatches[j % len(hatches)],
-                label=part if j == 0 else None,
-            )
-            bottom += vals
+        ax_c.bar(off, comp, width, color=colors(j), label=labels.get(mode, mode))
+        if stall.any():
+            any_stall = True
+            ax_c.bar(off, stall, width, bottom=comp, color=colors(j), alpha=0.35)
     ax_c.set_ylabel("cycles (mean per image)")
-    ax_c.set_title("Per-layer cycles (hatched: stalls), bars left to right: " + ", ".join(modes))
+    title = "Per-layer cycles"
+    ax_c.set_title(title + (" (lighter top: stall cycles)" if any_stall else ""))
+    ax_c.set_xticks(x, [_short(n) for n in layers], rotation=20, ha="right")
     ax_c.legend(fontsize=8)
+    totals = {
+        m: {p: sum(r.get(f"energy_{p}_uj", 0.0) for r in runs[m]) for p in ENERGY_PARTS}
+        for m in modes
+    }
+    bottom = np.zeros(len(modes))
+    xe = np.arange(len(modes))
+    parts = plt.get_cmap("Set2")  # not the designs' colours: these bars are components
+    for k, part in enumerate(ENERGY_PARTS):
+        vals = np.array([totals[m][part] for m in modes])
+        ax_e.bar(xe, vals, 0.6, bottom=bottom, color=parts(k), label=ENERGY_LABELS[part])
+        bottom += vals
+    ax_e.set_xticks(xe, [labels.get(m, m) for m in modes], rotation=15, ha="right", fontsize=8)
     ax_e.set_ylabel("energy (uJ per image)")
-    ax_e.set_title("Per-layer energy by component (hatch marks the mode)")
+    ax_e.set_title("Energy of the whole network by component")
     ax_e.legend(fontsize=8)
     for a in (ax_c, ax_e):
-        a.set_xticks(x, [_short(n) for n in layers], rotation=20, ha="right")
         a.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
@@ -169,10 +180,11 @@ def threshold_trajectories(steps: list[int], thresholds: dict[str, list[list[flo
     )
     for ax, name in zip(axes[0], names, strict=False):
         vals = np.array(thresholds[name])  # (checkpoints, blocks)
+        style = "o-" if len(steps) <= 30 else "-"  # markers only while they stay apart
         for b in range(vals.shape[1]):
-            ax.plot(steps, vals[:, b], "o-", ms=3, lw=1)
+            ax.plot(steps, vals[:, b], style, ms=3, lw=1)
         ax.set_title(_short(name), fontsize=9)
-        ax.set_xlabel("step")
+        ax.set_xlabel("QAT step")
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("threshold")
     fig.suptitle("Block thresholds during QAT (one line per block)", fontsize=10)

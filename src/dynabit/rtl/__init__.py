@@ -15,6 +15,10 @@ See ``docs/rtl.md`` for the block diagram, the interfaces and the timing of a ti
 from dynabit.rtl.array import SystolicArray
 from dynabit.rtl.decision import DecisionUnit
 from dynabit.rtl.extract import Reference, UnsupportedForRtl, engine_jobs, frozen_reference
+from dynabit.rtl.lane_params import LaneTileParams
+from dynabit.rtl.lane_program import LaneProgram, build_lane_program, design_job, lane_params_for
+from dynabit.rtl.lane_tile import LaneTile
+from dynabit.rtl.lanes import LaneParams, LanePE
 from dynabit.rtl.params import TileParams
 from dynabit.rtl.pe import PE
 from dynabit.rtl.program import (
@@ -26,7 +30,7 @@ from dynabit.rtl.program import (
     predicted_cycles,
 )
 from dynabit.rtl.scheduler import Scheduler
-from dynabit.rtl.sim import SimResult, simulate
+from dynabit.rtl.sim import SimResult, simulate, simulate_lanes
 from dynabit.rtl.synth import (
     SynthesisError,
     SynthStats,
@@ -36,11 +40,23 @@ from dynabit.rtl.synth import (
     write_verilog,
 )
 from dynabit.rtl.tile import Tile
-from dynabit.rtl.verify import LayerCheck, model_cycles, params_for, verify_job
+from dynabit.rtl.verify import (
+    LayerCheck,
+    lane_model_cycles,
+    model_cycles,
+    params_for,
+    verify_job,
+    verify_lanes,
+)
 
 __all__ = [
     "PE",
     "DecisionUnit",
+    "LaneParams",
+    "LanePE",
+    "LaneProgram",
+    "LaneTile",
+    "LaneTileParams",
     "LayerCheck",
     "LayerJob",
     "Reference",
@@ -53,18 +69,24 @@ __all__ = [
     "TileParams",
     "TileProgram",
     "UnsupportedForRtl",
+    "build_lane_program",
     "build_program",
     "compare_tiles",
+    "design_job",
     "engine_jobs",
     "frozen_reference",
     "golden",
     "golden_uniform",
+    "lane_model_cycles",
+    "lane_params_for",
     "model_cycles",
     "params_for",
     "predicted_cycles",
     "simulate",
+    "simulate_lanes",
     "synthesize",
     "verify_job",
+    "verify_lanes",
     "verilog_text",
     "write_verilog",
 ]

@@ -11,13 +11,14 @@ frozen PyTorch layer, as an independent second reference.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dynabit.config.layer import LayerSpec
 from dynabit.rtl.program import LayerJob
 
 if TYPE_CHECKING:
@@ -35,12 +36,6 @@ class Reference:
     acc: np.ndarray
     mask: np.ndarray
     source: str
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    if isinstance(v, int):
-        return (v, v)
-    return (int(v[0]), int(v[1]))
 
 
 def im2col(
@@ -62,57 +57,44 @@ def im2col(
     return cols.reshape(n, -1, ho, wo).round().to(torch.int64).numpy()
 
 
-def job_from_op(op: Op, codes: torch.Tensor) -> LayerJob:
-    """A job from an engine :class:`~dynabit.engine.Op` and the layer's input codes."""
+def job_from_op(op: Op, codes: torch.Tensor, spec: LayerSpec) -> LayerJob:
+    """A job from an engine :class:`~dynabit.engine.Op`, its
+    :meth:`~dynabit.engine.IntegerProgram.layer_spec` and the layer's input codes."""
     a, prm, name = op.attrs, op.params, op.name
-    if not a.get("dynamic"):
+    if not spec.dynamic:
         raise UnsupportedForRtl(f"{name}: a static layer (the RTL tile is the dynamic datapath)")
     problems = []
-    if a.get("decision") != "output":
+    if spec.decision != "output":
         problems.append("input-directed decisions")
     if a.get("midpoint"):
         problems.append("the midpoint offset")
-    if a.get("k_bounds") is not None:
+    if spec.k_bounds is not None:
         problems.append("enforced top-k bounds")
-    if int(a.get("groups", 1)) != 1:
+    if spec.groups != 1:
         problems.append("grouped convolution")
     if problems:
         raise UnsupportedForRtl(f"{name}: the RTL tile does not implement " + ", ".join(problems))
     w = prm["weight"].to(torch.int64)
     c_out = int(w.shape[0])
-    if op.kind == "conv2d":
-        kernel = (int(w.shape[2]), int(w.shape[3]))
-        stride, padding = _pair(a.get("stride", 1)), _pair(a.get("padding", 0))
-        dilation = _pair(a.get("dilation", 1))
-        cols = im2col(codes, kernel, stride, padding, dilation)
-        conv = {
-            "in_channels": int(w.shape[1]),
-            "in_hw": (int(codes.shape[2]), int(codes.shape[3])),
-            "kernel": kernel,
-            "stride": stride,
-            "padding": padding,
-            "dilation": dilation,
-            "kind": "conv",
-        }
+    if spec.kind == "conv":
+        cols = im2col(codes, spec.kernel, spec.stride, spec.padding, spec.dilation)
     else:
         cols = codes.reshape(codes.shape[0], -1, 1, 1).to(torch.int64).numpy()
-        conv = {"in_channels": int(w.shape[1]), "in_hw": (1, 1), "kind": "linear"}
-    bits, lo_bits = int(a["bits"]), int(a["lo_bits"])
     return LayerJob(
         w=w.reshape(c_out, -1).numpy(),
         bias=prm["bias"].to(torch.int64).numpy(),
         cols=cols,
-        hi_bits=bits - lo_bits,
-        lo_bits=lo_bits,
+        hi_bits=spec.hi_bits,
+        lo_bits=spec.lo_bits,
         act_signed=bool(a["signed"]),
         threshold=prm["threshold"].to(torch.int64).numpy(),
         score_mult=prm["score_mult"].to(torch.int64).numpy(),
-        score=a["score"],
-        group=(int(a["group"][0]), int(a["group"][1])),
-        block_size=int(a["block_size"]),
+        score=spec.score,
+        group=spec.group,
+        block_size=spec.block_size,
         weight_bits=int(a.get("weight_bits", 8)),
         name=name,
-        conv=conv,
+        spec=spec,
     )
 
 
@@ -131,7 +113,7 @@ def engine_jobs(
         if names is not None and op.name not in names:
             continue
         lt = traces[op.name]
-        job = job_from_op(op, lt.codes)
+        job = job_from_op(op, lt.codes, program.layer_spec(op))
         acc = lt.acc.to(torch.int64)
         acc = acc.reshape(acc.shape[0], acc.shape[1], *job.out_hw).numpy()
         out.append((job, Reference(acc, lt.mask.numpy().astype(bool), "engine")))

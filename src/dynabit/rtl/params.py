@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from amaranth.hdl import Shape, signed, unsigned
 
-Score = Literal["max", "mean"]
+from dynabit.config.scores import DEFAULT_SCORE, Score, score_for
+
+# Scores the decision unit implements in hardware (rtl/decision.py); a registered score the
+# tile has no datapath for is refused here rather than silently built as another.
+TILE_SCORES: tuple[str, ...] = ("max", "mean")
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,12 @@ class TileParams:
             )
         if self.weight_bits < 2 or self.acc_bits < 8 or self.mult_bits < 1 or self.addr_bits < 2:
             raise ValueError("weight_bits >= 2, acc_bits >= 8, mult_bits >= 1, addr_bits >= 2")
-        if self.score not in ("max", "mean"):
-            raise ValueError(f"score must be 'max' or 'mean', got {self.score!r}")
+        score_for(self.score)  # refuses an unknown score, naming the registered ones
+        if self.score not in TILE_SCORES:
+            raise ValueError(
+                f"score {self.score!r} has no datapath in the tile; it implements "
+                f"{', '.join(TILE_SCORES)}"
+            )
 
     # ------------------------------------------------------------------ derived widths
     @property
@@ -96,7 +103,8 @@ class TileParams:
         """Short name, e.g. ``dyn4x4_b4+4_w8`` or ``uni4x4_b8_w8``."""
         if self.dynamic:
             kind = f"dyn{self.rows}x{self.cols}_b{self.hi_bits}+{self.lo_bits}"
-            return f"{kind}_w{self.weight_bits}" + ("_mean" if self.score == "mean" else "")
+            suffix = "" if self.score == DEFAULT_SCORE else f"_{self.score}"
+            return f"{kind}_w{self.weight_bits}" + suffix
         return f"uni{self.rows}x{self.cols}_b{self.bits}_w{self.weight_bits}"
 
     def uniform(self) -> TileParams:

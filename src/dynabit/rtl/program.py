@@ -9,7 +9,6 @@ per-block constants the decision unit compares against.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -18,7 +17,9 @@ import numpy as np
 from amaranth.hdl import Shape
 from amaranth.lib import data
 
-from dynabit.rtl.params import Score, TileParams
+from dynabit.config.layer import GridGeometry, LayerSpec, Score, ceil_div
+from dynabit.config.scores import score_for
+from dynabit.rtl.params import TileParams
 from dynabit.rtl.tile import act_layout, lo_layout, param_layout, weight_layout
 
 
@@ -45,8 +46,9 @@ class LayerJob:
     block_size: int
     weight_bits: int = 8
     name: str = "layer"
-    #: Conv geometry for the cycle model (``None``: a 1x1 conv with ``K`` input channels).
-    conv: dict[str, Any] | None = None
+    #: The layer's geometry for the cycle model (``None``: a 1x1 conv with ``K`` input
+    #: channels); its decision units and precision are the job's own fields.
+    spec: LayerSpec | None = None
 
     def __post_init__(self) -> None:
         self.w = np.asarray(self.w, dtype=np.int64)
@@ -94,14 +96,44 @@ class LayerJob:
         return int(self.cols.shape[2]), int(self.cols.shape[3])
 
     @property
+    def layer_spec(self) -> LayerSpec:
+        """The :class:`~dynabit.config.layer.LayerSpec` of this output-directed dynamic layer."""
+        base = self.spec or LayerSpec(
+            name=self.name,
+            kind="conv",
+            in_channels=self.k,
+            out_channels=self.c_out,
+            in_hw=self.out_hw,
+            out_hw=self.out_hw,
+        )
+        return replace(
+            base,
+            name=self.name,
+            out_channels=self.c_out,
+            out_hw=self.out_hw,
+            group=tuple(self.group),
+            block_size=self.block_size,
+            decision="output",
+            dynamic=True,
+            bits=self.bits,
+            hi_bits=self.hi_bits,
+            score=self.score,
+        )
+
+    @property
+    def decision_grid(self) -> GridGeometry:
+        """The decision grid over one sample's output map."""
+        return self.layer_spec.grid()
+
+    @property
     def n_blocks(self) -> int:
-        return math.ceil(self.c_out / self.block_size)
+        return self.decision_grid.n_blocks
 
     @property
     def grid(self) -> tuple[int, int]:
         """Groups per sample along height and width."""
-        h, w = self.out_hw
-        return math.ceil(h / self.group[0]), math.ceil(w / self.group[1])
+        g = self.decision_grid
+        return g.n_gh, g.n_gw
 
     @property
     def n_groups(self) -> int:
@@ -130,7 +162,7 @@ class LayerJob:
         """
         n_s = int(self.cols.shape[0])
         h, w = self.out_hw
-        per = math.ceil(h * w / rows)
+        per = ceil_div(h * w, rows)
         idx = np.arange(per * rows)
         ok = idx < h * w
         out = np.full((n_s, per * rows, 3), -1, dtype=np.int64)
@@ -185,22 +217,19 @@ def golden(job: LayerJob) -> GoldenResult:
     acc_lo = _conv(job, q_lo)
     n, c_out = acc_hi.shape[:2]
     h, w = job.out_hw
-    gh_n, gw_n = job.grid
-    g_h, g_w = job.group
-    bs = job.block_size
-    pc, ph, pw = job.n_blocks * bs - c_out, gh_n * g_h - h, gw_n * g_w - w
+    grid = job.decision_grid
+    g_h, g_w = grid.group
+    bs = grid.block_size
+    pc, ph, pw = grid.padding
     vals = acc_hi * job.score_mult[None, :, None, None]
     valid = np.pad(np.ones_like(vals, dtype=bool), ((0, 0), (0, pc), (0, ph), (0, pw)))
     vals = np.pad(vals, ((0, 0), (0, pc), (0, ph), (0, pw)))
-    shape = (n, job.n_blocks, bs, gh_n, g_h, gw_n, g_w)
+    shape = (n, *grid.cell_shape)
     vals, valid = vals.reshape(shape), valid.reshape(shape)
     axes = (2, 4, 6)
-    if job.score == "max":
-        lowest = np.iinfo(np.int64).min
-        score = np.where(valid, vals, lowest).max(axis=axes)
-    else:
-        total = np.where(valid, vals, 0).sum(axis=axes)
-        score = np.floor_divide(total, valid.sum(axis=axes))
+    how = score_for(job.score)
+    cells = np.where(valid, vals, how.pad_value(np.iinfo(np.int64).min))
+    score = how.exact(cells, axes, lambda: valid.sum(axis=axes), np)
     mask = score > job.threshold[None, :, None, None]
     full = mask.repeat(bs, 1).repeat(g_h, 2).repeat(g_w, 3)[:, :c_out, :h, :w]
     return GoldenResult(acc=acc_hi + full * acc_lo, mask=mask, acc_hi=acc_hi)
@@ -231,7 +260,7 @@ def predicted_cycles(p: TileParams, job: LayerJob, mask: np.ndarray | None = Non
     fill = p.rows + p.cols - 2
     t = job.k
     if not p.dynamic:
-        folds = job.cols.shape[0] * math.ceil(job.out_hw[0] * job.out_hw[1] / p.rows) * job.n_blocks
+        folds = job.cols.shape[0] * ceil_div(job.out_hw[0] * job.out_hw[1], p.rows) * job.n_blocks
         return folds * (fill + t) - 1
     if mask is None:
         raise ValueError("the dynamic tile's cycles depend on the group masks")

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from amaranth.sim import Simulator, SimulatorContext
 
 from dynabit.rtl.program import TileProgram, unpack_lanes
 from dynabit.rtl.tile import Tile
+
+if TYPE_CHECKING:
+    from dynabit.rtl.lane_program import LaneProgram
 
 
 @dataclass
@@ -107,5 +111,82 @@ def simulate(
             sim.run()
     else:
         sim.run()
+    res.reads = reads
+    return res
+
+
+def simulate_lanes(prog: LaneProgram, max_cycles: int | None = None) -> SimResult:
+    """Simulate a :class:`~dynabit.rtl.lane_program.LaneProgram` on its lane tile.
+
+    The same testbench as :func:`simulate`: buffers answering one cycle late, drained rows,
+    decisions, and the cycles between the first MAC of PE ``(0, 0)`` and the last of
+    ``(R-1, C-1)``.
+    """
+    from dynabit.rtl.lane_tile import LaneTile
+
+    p = prog.params
+    dut = LaneTile(p)
+    pe_first = dut.pes[0][0]
+    pe_last = dut.pes[p.rows - 1][p.cols - 1]
+    limit = max_cycles or 4 * (prog.n_groups * prog.n_blocks * 2 + 2) * (
+        p.fold_cycles(prog.k) + p.rows + p.cols + 4
+    )
+    res = SimResult(outputs={}, decisions={}, compute_cycles=-1, fold_cycles=-1, latency=-1)
+    reads = {"act": 0, "weights": 0, "params": 0}
+    mems = {"act": prog.act, "weights": prog.weights, "params": prog.block_params}
+    ports = [
+        ("act", dut.act_rd_en, dut.act_rd_addr, dut.act_rd_data),
+        ("weights", dut.w_rd_en, dut.w_rd_addr, dut.w_rd_data),
+        ("params", dut.prm_rd_en, dut.prm_rd_addr, dut.prm_rd_data),
+    ]
+
+    async def bench(ctx: SimulatorContext) -> None:
+        ctx.set(dut.k_len, prog.steps)
+        ctx.set(dut.n_groups, prog.n_groups)
+        ctx.set(dut.n_blocks, prog.n_blocks)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        pending: list[tuple[object, int]] = []
+        first_mac = last_mac = -1
+        for cycle in range(1, limit):
+            for sig, word in pending:
+                ctx.set(sig, word)
+            pending = []
+            for name, en, addr, rdata in ports:
+                if ctx.get(en):
+                    a = ctx.get(addr)
+                    mem = mems[name]
+                    if a >= len(mem):
+                        raise SimulationError(f"{name} read at {a} beyond {len(mem)} words")
+                    reads[name] += 1
+                    pending.append((rdata.as_value(), mem[a]))
+            if ctx.get(pe_first.ctl_in.valid) and first_mac < 0:
+                first_mac = cycle
+            if ctx.get(pe_last.ctl_in.valid):
+                last_mac = cycle
+            if ctx.get(dut.out_valid):
+                key = (ctx.get(dut.out_block), ctx.get(dut.out_group), ctx.get(dut.out_row))
+                if key in res.outputs:
+                    raise SimulationError(f"row {key} drained twice")
+                word = ctx.get(dut.out_data.as_value())
+                res.outputs[key] = unpack_lanes(word, p.out_bits, p.cols)
+            if p.dynamic and ctx.get(dut.dec_valid):
+                key = (ctx.get(dut.dec_block), ctx.get(dut.dec_group))
+                if key in res.decisions:
+                    raise SimulationError(f"tile {key} decided twice")
+                res.decisions[key] = bool(ctx.get(dut.dec_refine))
+            if ctx.get(dut.done):
+                res.latency = cycle
+                res.fold_cycles = ctx.get(dut.perf_cycles)
+                res.compute_cycles = last_mac - first_mac
+                return
+            await ctx.tick()
+        raise SimulationError(f"lane tile did not finish within {limit} cycles")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
     res.reads = reads
     return res

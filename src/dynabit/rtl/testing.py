@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dynabit.config.hardware import squarest_factors
+from dynabit.config.layer import ceil_div
+from dynabit.config.scores import score_for
 from dynabit.rtl.params import TileParams
 from dynabit.rtl.program import LayerJob, golden
 
@@ -24,6 +26,7 @@ def group_scores(job: LayerJob) -> np.ndarray:
     vals = g.acc_hi * job.score_mult[None, :, None, None]
     gh, gw = job.grid
     bs, (g_h, g_w) = job.block_size, job.group
+    how = score_for(job.score)
     h, w = job.out_hw
     out = np.zeros((n, job.n_blocks, gh, gw), dtype=np.int64)
     for b in range(job.n_blocks):
@@ -35,10 +38,7 @@ def group_scores(job: LayerJob) -> np.ndarray:
                     y * g_h : min(h, (y + 1) * g_h),
                     x * g_w : min(w, (x + 1) * g_w),
                 ].reshape(n, -1)
-                if job.score == "max":
-                    out[:, b, y, x] = cell.max(axis=1)
-                else:
-                    out[:, b, y, x] = np.floor_divide(cell.sum(axis=1), cell.shape[1])
+                out[:, b, y, x] = how.exact(cell, 1, lambda c=cell: c.shape[1], np)
     return out
 
 
@@ -71,7 +71,7 @@ def random_job(
         hi_bits=p.hi_bits,
         lo_bits=p.lo_bits,
         act_signed=p.act_signed,
-        threshold=np.zeros(-(-c_out // p.cols), dtype=np.int64),
+        threshold=np.zeros(ceil_div(c_out, p.cols), dtype=np.int64),
         score_mult=rng.integers(1, 1 << min(16, p.mult_bits), c_out),
         score=p.score,
         group=group,

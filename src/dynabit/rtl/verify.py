@@ -36,14 +36,15 @@ from dynabit.rtl.sim import SimResult, simulate
 
 def params_for(job: LayerJob, **overrides: Any) -> TileParams:
     """The dynamic tile that runs ``job``: ``R = g_h * g_w`` rows, ``C = block_size`` columns."""
+    spec = job.layer_spec
     kw: dict[str, Any] = {
-        "rows": job.group[0] * job.group[1],
-        "cols": job.block_size,
-        "hi_bits": job.hi_bits,
-        "lo_bits": job.lo_bits,
+        "rows": spec.group[0] * spec.group[1],
+        "cols": spec.block_size,
+        "hi_bits": spec.hi_bits,
+        "lo_bits": spec.lo_bits,
         "weight_bits": job.weight_bits,
         "act_signed": job.act_signed,
-        "score": job.score,
+        "score": spec.score,
     }
     kw.update(overrides)
     return TileParams(**kw)
@@ -51,28 +52,9 @@ def params_for(job: LayerJob, **overrides: Any) -> TileParams:
 
 def layer_shape(job: LayerJob) -> Any:
     """The :class:`dynabit.hardware.LayerShape` of ``job`` (a 1x1 conv when no geometry)."""
-    from dynabit.hardware import LayerShape
+    from dynabit.hardware.shapes import shape_of
 
-    g = job.conv or {}
-    kind = g.get("kind", "conv")
-    return LayerShape(
-        name=job.name,
-        kind=kind,
-        in_channels=int(g.get("in_channels", job.k)),
-        out_channels=job.c_out,
-        in_hw=tuple(g.get("in_hw", job.out_hw)),
-        out_hw=job.out_hw,
-        kernel=tuple(g.get("kernel", (1, 1))),
-        stride=tuple(g.get("stride", (1, 1))),
-        padding=tuple(g.get("padding", (0, 0))),
-        dilation=tuple(g.get("dilation", (1, 1))),
-        group=job.group,
-        block_size=job.block_size,
-        decision="output",
-        dynamic=True,
-        bits=job.bits,
-        hi_bits=job.hi_bits,
-    )
+    return shape_of(job.layer_spec)
 
 
 def model_cycles(
@@ -249,3 +231,111 @@ def verify_job(
     if not (dyn.cycle_exact and (check.uniform is None or check.uniform.cycle_exact)):
         check.mismatches.append("cycles differ (see cycles_rtl / cycles_formula / cycles_model)")
     return check
+
+
+# ---------------------------------------------------------------------- lane tiles
+#: Cycle-model mode and activation chunk of each design (see :func:`lane_model_cycles`).
+LANE_MODEL = {"dual": "dynamic", "int8": "dense", "int4": "dense", "bitserial": "uniform"}
+
+
+def lane_model_cycles(p: Any, job: LayerJob, mask: np.ndarray | None = None) -> list[int]:
+    """Per-sample cycles :func:`dynabit.hardware.simulate` predicts for lane tile ``p``.
+
+    ``HardwareConfig.lanes = N`` in every case: ``dual`` runs mode ``dynamic`` with the group
+    masks; ``int8``/``int4`` mode ``dense`` with ``B``-bit chunks (one pass); ``bitserial``
+    mode ``uniform`` with ``s``-bit chunks over a layer whose high part is the whole code (so
+    ``ceil(B / s)`` chunk passes). ``job`` is at the design's width (``design_job``).
+    """
+    from dataclasses import replace as dc_replace
+
+    from dynabit.config.hardware import HardwareConfig
+    from dynabit.hardware import simulate as hw_simulate
+
+    pe = p.pe
+    shape = layer_shape(job)
+    if pe.design == "dual":
+        chunk = max(pe.hi_bits, pe.lo_bits)
+    elif pe.design == "bitserial":
+        chunk = pe.serial_bits
+        shape = dc_replace(shape, dynamic=False, bits=pe.code_bits, hi_bits=pe.code_bits)
+    else:
+        chunk = pe.code_bits
+    hw = HardwareConfig(
+        rows=p.rows,
+        cols=p.cols,
+        dataflow="os",
+        act_chunk_bits=chunk,
+        weight_bits=pe.weight_bits,
+        lanes=pe.lanes,
+    )
+    table = hw.energy  # cycles ignore energy, but the model needs a MAC entry per width
+    key = f"{chunk}x{pe.weight_bits}"
+    if key not in table.mac_pj:
+        ref = next(iter(table.mac_pj.values()))
+        table = table.model_copy(update={"mac_pj": {**table.mac_pj, key: ref}})
+    hw = hw.model_copy(update={"energy": table})
+    n = int(job.cols.shape[0])
+    mode = LANE_MODEL[pe.design]
+    if mode == "dynamic":
+        res = hw_simulate([shape], {job.name: np.asarray(mask, dtype=bool)}, hw, mode="dynamic")
+    else:
+        res = hw_simulate([shape], None, hw, mode=mode, samples=n)  # type: ignore[arg-type]
+    return [int(c) for c in res.compute_cycles[0]]
+
+
+def verify_lanes(
+    job: LayerJob,
+    design: str,
+    lanes: int,
+    serial_bits: int = 1,
+    references: Sequence[Reference] = (),
+    use_model: bool = True,
+    samples: int | None = None,
+    **overrides: Any,
+) -> TileRun:
+    """Run ``job`` sample by sample on the ``design`` lane tile and compare everything.
+
+    Outputs (and, for ``dual``, decisions) must equal the numpy golden model and every
+    reference (the integer engine, the frozen layer: dual only, they compute the dual
+    arithmetic); cycles must equal :func:`~dynabit.rtl.lane_program.lane_predicted_cycles`
+    and, with ``use_model``, :func:`lane_model_cycles` (``run.cycle_exact``).
+    """
+    from dynabit.rtl.lane_program import (
+        build_lane_program,
+        design_job,
+        lane_golden,
+        lane_params_for,
+        lane_predicted_cycles,
+    )
+    from dynabit.rtl.program import TileProgram
+    from dynabit.rtl.sim import simulate_lanes
+
+    p = lane_params_for(job, design, lanes, serial_bits, **overrides)  # type: ignore[arg-type]
+    dj = design_job(job, design)
+    n = int(job.cols.shape[0]) if samples is None else min(samples, int(job.cols.shape[0]))
+    run = TileRun(p.tag, True, True)
+    for s in range(n):
+        sj = dj.sample(s)
+        t0 = time.perf_counter()
+        prog = build_lane_program(p, sj)
+        res = simulate_lanes(prog)
+        run.seconds += time.perf_counter() - t0
+        view = TileProgram(p, prog.k, prog.n_groups, prog.n_blocks, [], [], [], [], prog.pixels)  # type: ignore[arg-type]
+        out = scatter_outputs(view, res.outputs, sj)
+        acc, gmask = lane_golden(p, sj)
+        exact = [("golden", acc, gmask)]
+        if design == "dual":
+            exact += [(r.source, r.acc[s : s + 1], r.mask[s : s + 1]) for r in references]
+        for _src, ref_acc, ref_mask in exact:
+            run.bit_exact &= bool(np.array_equal(out, ref_acc))
+            if ref_mask is not None:
+                got = decisions_mask(sj, res.decisions)
+                run.decisions_exact &= bool(np.array_equal(got, ref_mask))
+        run.cycles_rtl.append(res.compute_cycles)
+        run.cycles_formula.append(lane_predicted_cycles(p, sj, gmask))
+        if use_model:
+            run.cycles_model = (run.cycles_model or []) + lane_model_cycles(p, sj, gmask)
+        run.refined_tiles += int(gmask.sum()) if gmask is not None else 0
+        run.tiles += prog.n_groups * prog.n_blocks
+        _accumulate(run, res)
+    return run

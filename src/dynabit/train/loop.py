@@ -101,13 +101,13 @@ class TrainResult:
 
 def _decision_counters(model: nn.Module) -> dict[str, torch.Tensor]:
     """Decision counters saved per rank, so epoch statistics survive a mid-epoch resume."""
-    from dynabit.quant import stats_state
+    from dynabit.quant.budget import stats_state
 
     return {f"counters.{k}": v for k, v in stats_state(model).items()}
 
 
 def _restore_counters(model: nn.Module, saved: dict[str, Any]) -> None:
-    from dynabit.quant import load_stats_state
+    from dynabit.quant.budget import load_stats_state
 
     prefix = "counters."
     load_stats_state(model, {k[len(prefix) :]: v for k, v in saved.items() if k.startswith(prefix)})
@@ -212,7 +212,8 @@ class Trainer:
 
             model = prepare(model, self.cfg.quant)
             if self.ckpt is None:  # a resumed run loads scales and thresholds instead
-                calibrate(model, self._calibration_batches())
+                show = self.tc.progress and self.env.is_main
+                calibrate(model, self._calibration_batches(), progress=show)
         if self.ckpt is not None:
             load_weights(model, self.ckpt.model, str(self.ckpt.path))
         return model
@@ -387,7 +388,7 @@ class Trainer:
                 self.global_step += 1
                 self.sums += torch.tensor([loss.item() * y.numel(), correct.item(), y.numel()])
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)  # redraws stay throttled
                 if env.is_main and self.global_step % t.log_every == 0:
                     self.rd.log(
                         {
@@ -400,6 +401,7 @@ class Trainer:
                             "penalty": pen.item(),
                             "lr": self.optimizer.param_groups[0]["lr"],
                             "time": time.time(),
+                            **self._threshold_record(),
                         }
                     )
                 due = t.checkpoint_every and self.global_step % t.checkpoint_every == 0
@@ -466,10 +468,25 @@ class Trainer:
         with main_rank_lock(self.rd.path, self.env.is_main), stop_on_signals() as self.stop:
             return self._run()
 
+    def _threshold_record(self) -> dict[str, Any]:
+        """``{"thresholds": {layer: [per block]}}`` of a QAT run (a few floats: cheap to log,
+        and what the report draws the threshold trajectories from); ``{}`` for FP32."""
+        if not self.tc.quantize:
+            return {}
+        from dynabit.quant.budget import dynamic_layers
+
+        return {
+            "thresholds": {
+                n: m.threshold.detach().flatten().tolist() for n, m in dynamic_layers(self.model)
+            }
+        }
+
     def _run(self) -> TrainResult:
         self._setup()
         env, t = self.env, self.tc
         result: EvalResult | None = None
+        if env.is_main and t.quantize and self.ckpt is None:  # the calibrated starting point
+            self.rd.log({"event": "thresholds", "global_step": 0, **self._threshold_record()})
         while self.epoch < t.epochs:
             epoch = self.epoch
             train_metrics = self._run_epoch(epoch)

@@ -3,7 +3,8 @@
 On a terminal :func:`progress_bar` is an ordinary ``tqdm`` bar (with a total and an estimate of
 the time left). When stderr is not a terminal (a log file, CI, a pipe) it prints plain lines —
 the same bar text, one line at most every ``LOG_INTERVAL_S`` seconds, without the carriage
-returns and cursor codes that would fill a log with thousands of redraws.
+returns and cursor codes that would fill a log with thousands of redraws. :func:`busy` does the
+same for a step that cannot count its own progress (an external synthesis run).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import io
 import re
 import sys
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tqdm import tqdm
@@ -56,3 +59,32 @@ def progress_bar(iterable: Iterable[Any] | None = None, **kwargs: Any) -> tqdm:
         kwargs.setdefault("mininterval", LOG_INTERVAL_S)
         kwargs.update(file=PlainLines(), ascii=True, dynamic_ncols=False, ncols=100)
     return tqdm(iterable, **kwargs)
+
+
+@contextmanager
+def busy(desc: str, *, disable: bool = False, tick_s: float = 1.0) -> Iterator[None]:
+    """Show that a step without its own progress (an external tool, one long call) is still
+    running: a bar of the elapsed seconds, updated from a background thread.
+
+    On a terminal it redraws every ``tick_s``; in a log it prints a plain line at most every
+    ``LOG_INTERVAL_S`` seconds, and one when the step ends.
+    """
+    if disable:
+        yield
+        return
+    bar = progress_bar(desc=desc, bar_format="{desc}: {elapsed} elapsed", leave=True)
+    done = threading.Event()
+    every = tick_s if on_terminal() else LOG_INTERVAL_S  # refresh() ignores mininterval
+
+    def tick() -> None:
+        while not done.wait(every):
+            bar.refresh()
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        bar.close()

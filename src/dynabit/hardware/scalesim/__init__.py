@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dynabit.hardware.scalesim.cfg import ScaleSimConfig, ScaleSimConfigError, parse_cfg, read_cfg
+from dynabit.hardware.scalesim.memory import MemoryResult, ScaleSimMemory
 from dynabit.hardware.scalesim.reports import (
     REPORT_FILES,
     layer_reports,
@@ -44,11 +45,16 @@ def simulate_scalesim(
     """Simulate a SCALE-Sim topology on a SCALE-Sim config (dense mode); write reports if asked.
 
     ``memory``: ``"dynabit"`` (our reuse model, the default) or ``"scalesim"`` (SCALE-Sim
-    3.0.0's double-buffered scratchpads; every operand at the config's Bandwidth).
+    3.0.0's double-buffered scratchpads at the config's bandwidths: ifmap and filter at
+    ``IfmapSRAMBankBandwidth`` / ``FilterSRAMBankBandwidth``, ofmap at ``Bandwidth``).
     """
     conf = read_cfg(cfg)
     shapes = topology_shapes(topology)
-    res = simulate(shapes, hw=conf.hardware(), mode="dense", memory=memory)
+    hw = conf.hardware()
+    mem: str | ScaleSimMemory = memory
+    if memory == "scalesim":
+        mem = ScaleSimMemory.from_hw(hw, conf.ifmap_bandwidth, conf.filter_bandwidth)
+    res = simulate(shapes, hw=hw, mode="dense", memory=mem)
     if report_dir is not None:
         write_reports(res, report_dir)
     return res
@@ -57,6 +63,8 @@ def simulate_scalesim(
 __all__ = [
     "EXAMPLES",
     "REPORT_FILES",
+    "MemoryResult",
+    "ScaleSimMemory",
     "ScaleSimConfig",
     "ScaleSimConfigError",
     "TopologyError",

@@ -4,7 +4,8 @@ Read: ``[architecture_presets]`` ArrayHeight, ArrayWidth, IfmapSramSzkB, FilterS
 OfmapSramSzkB, Dataflow, Bandwidth; ``[run_presets]`` InterfaceBandwidth (USER or CALC);
 ``[layout]`` IfmapSRAMBankBandwidth / FilterSRAMBankBandwidth when present (SCALE-Sim 3.0.0
 feeds the ifmap and filter buffers at these rates in USER mode and the ofmap buffer at
-Bandwidth). Everything else (offsets, request buffers, sparsity, Ramulator) is ignored.
+Bandwidth; so does the ``scalesim`` memory mode of ``simulate_scalesim``). Everything else
+(offsets, request buffers, sparsity, Ramulator) is ignored.
 
 Units as in SCALE-Sim: a word is one byte, SRAM sizes are in KB (1024 bytes), bandwidth is in
 words per cycle. In the ``HardwareConfig`` this is ``word_bits=8``, 8-bit activations, weights
@@ -36,7 +37,7 @@ class ScaleSimConfig:
     filter_kb: int
     ofmap_kb: int
     dataflow: str
-    bandwidth: int  # words per cycle (ofmap in SCALE-Sim 3.0.0; all operands here by default)
+    bandwidth: int  # words/cycle: the ofmap buffer's, and our model's DRAM bandwidth
     user_bandwidth: bool  # InterfaceBandwidth = USER
     ifmap_bandwidth: int
     filter_bandwidth: int

@@ -6,9 +6,13 @@ Conv form, one layer per row after a header (one line in the file)::
     Strides,
 
 SCALE-Sim's ifmap sizes already include any padding, so a layer becomes a ``LayerShape`` with
-padding 0 and ``out = floor((H - R) / stride) + 1``; a ninth field (``N:M`` sparsity) is read
-and must be ``1:1`` (dense). A layer whose name contains ``DP`` is depthwise: SCALE-Sim runs it
-as one single-channel layer per input channel, and so do we (``<name>Channel_<i>``).
+padding 0 and SCALE-Sim's output size ``out = ceil((H - R + stride) / stride)``: when the stride
+does not divide ``H - R`` the last output row (column) reads past the map, and those taps are
+empty slots, as in SCALE-Sim's operand matrix. ``from_shape`` writes the rows a layer reads,
+``(out - 1) * stride + R``, so a PyTorch layer keeps its output size. A ninth field (``N:M``
+sparsity) is read and must be ``1:1`` (dense). A layer whose name contains ``DP`` is depthwise:
+SCALE-Sim runs it as one single-channel layer per input channel, and so do we
+(``<name>Channel_<i>``).
 
 GEMM form (header ``Layer, M, N, K,``): ``Y[M, N] = A[M, K] W[K, N]``, read as a 1 x K filter
 sliding over an ``M x K`` single-channel map, which is how SCALE-Sim lowers it.
@@ -59,10 +63,10 @@ class TopologyLayer:
 
     @property
     def ofmap_hw(self) -> tuple[int, int]:
-        """Output map (no padding: SCALE-Sim's ifmap sizes include it)."""
+        """Output map as SCALE-Sim sizes it: ``ceil((H - R + stride) / stride)`` (no padding)."""
         return (
-            (self.ifmap_h - self.filter_h) // self.stride_h + 1,
-            (self.ifmap_w - self.filter_w) // self.stride_w + 1,
+            -(-(self.ifmap_h - self.filter_h + self.stride_h) // self.stride_h),
+            -(-(self.ifmap_w - self.filter_w + self.stride_w) // self.stride_w),
         )
 
     def shape(self, bits: int = 8) -> LayerShape:
@@ -203,11 +207,12 @@ def format_topology(layers: Sequence[TopologyLayer]) -> str:
 
 
 def from_shape(shape: LayerShape) -> TopologyLayer:
-    """A ``LayerShape`` as a topology row (padding folded into the ifmap, as SCALE-Sim wants)."""
+    """A ``LayerShape`` as a topology row: padding folded into the ifmap, which is cut to the
+    rows and columns the layer reads, so SCALE-Sim's output size equals the layer's."""
     if shape.groups != 1 or shape.dilation != (1, 1):
         raise ValueError(f"layer {shape.name!r}: SCALE-Sim rows cannot express groups or dilation")
-    h = shape.in_hw[0] + 2 * shape.padding[0]
-    w = shape.in_hw[1] + 2 * shape.padding[1]
+    h = (shape.out_hw[0] - 1) * shape.stride[0] + shape.kernel[0]
+    w = (shape.out_hw[1] - 1) * shape.stride[1] + shape.kernel[1]
     return TopologyLayer(
         shape.name, h, w, *shape.kernel, shape.in_channels, shape.out_channels, *shape.stride
     )

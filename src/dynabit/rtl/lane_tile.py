@@ -1,0 +1,229 @@
+"""A tile of dot-product PEs: array + capture drain + decision unit + lane scheduler.
+
+Same buffer protocol as :class:`dynabit.rtl.tile.Tile` (synchronous reads answered one cycle
+later, no back-pressure), with one activation buffer for every design:
+
+- ``act_rd_*``: one word per (group, step) at address ``group * S + step``: ``R`` rows of
+  ``N`` whole codes (window elements ``step * N .. step * N + N - 1``, zeros past ``K``),
+  plus ``keep`` (the group's valid rows) in the dual tile. The dual tile takes the high or
+  the low bits of these codes; a refined tile reads its words twice (no second buffer);
+- ``w_rd_*``: one word per (block, step): ``C`` columns of ``N`` weights (zeros past ``K``);
+- ``prm_rd_*``: per block: bias per column; dual: valid columns and decision constants;
+- ``out_*``: one row of ``C`` outputs (bias included) per cycle while ``out_valid``;
+- ``dec_*`` (dual): each tile's decision in the cycle it is taken.
+
+Each PE has one accumulator; a capture register per PE takes it when the ``snap`` token
+passes (skewed like the operands), and the drain reads the captured rows through a row
+multiplexer, shifting an unrefined dual tile's high-pass sum left by ``B_lo`` on the way out.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from dynabit.rtl.decision import DecisionUnit
+from dynabit.rtl.lane_params import (
+    LaneTileParams,
+    lane_act_layout,
+    lane_out_layout,
+    lane_param_layout,
+    lane_weight_layout,
+)
+from dynabit.rtl.lane_scheduler import LaneScheduler
+from dynabit.rtl.lanes import LanePE, lane_ctl_layout
+
+
+class LaneTile(wiring.Component):
+    """An ``R x C`` tile of :class:`~dynabit.rtl.lanes.LanePE` (see the module doc)."""
+
+    def __init__(self, p: LaneTileParams) -> None:
+        self.p = p
+        ab = p.addr_bits
+        members = {
+            "start": In(1),
+            "k_len": In(ab),
+            "n_groups": In(ab),
+            "n_blocks": In(ab),
+            "busy": Out(1),
+            "done": Out(1),
+            "act_rd_en": Out(1),
+            "act_rd_addr": Out(ab),
+            "act_rd_data": In(lane_act_layout(p)),
+            "w_rd_en": Out(1),
+            "w_rd_addr": Out(ab),
+            "w_rd_data": In(lane_weight_layout(p)),
+            "prm_rd_en": Out(1),
+            "prm_rd_addr": Out(ab),
+            "prm_rd_data": In(lane_param_layout(p)),
+            "out_valid": Out(1),
+            "out_row": Out(range(p.rows)),
+            "out_block": Out(ab),
+            "out_group": Out(ab),
+            "out_data": Out(lane_out_layout(p)),
+            "perf_cycles": Out(32),
+        }
+        if p.dynamic:
+            members |= {
+                "dec_valid": Out(1),
+                "dec_block": Out(ab),
+                "dec_group": Out(ab),
+                "dec_refine": Out(1),
+            }
+        super().__init__(members)
+        self.sched = LaneScheduler(p)
+        self.pes = [[LanePE(p.pe) for _ in range(p.cols)] for _ in range(p.rows)]
+        self.decision = DecisionUnit(p.decision_params()) if p.dynamic else None
+
+    def elaborate(self, platform: object) -> Module:  # noqa: PLR0915 - one datapath
+        p, pe_p = self.p, self.p.pe
+        m = Module()
+        sch = self.sched
+        m.submodules.scheduler = sch
+        rows, cols, n = p.rows, p.cols, p.lanes
+        for name in ("start", "k_len", "n_groups", "n_blocks"):
+            m.d.comb += getattr(sch, name).eq(getattr(self, name))
+        for name in (
+            "busy", "done", "perf_cycles", "act_rd_en", "act_rd_addr", "w_rd_en", "w_rd_addr",
+            "prm_rd_en", "prm_rd_addr", "out_valid", "out_row", "out_block", "out_group",
+        ):  # fmt: skip
+            m.d.comb += getattr(self, name).eq(getattr(sch, name))
+
+        # Block parameters, valid rows and the element-0 latch, loaded with a tile's first
+        # high element.
+        cfg = Signal(lane_param_layout(p), name="cfg_cur", reset_less=True)
+        a_lay = lane_act_layout(p)
+        latch_a = Signal(a_lay.members["lanes"], name="latch_act", reset_less=True)
+        latch_w = Signal(lane_weight_layout(p), name="latch_w", reset_less=True)
+        with m.If(sch.new_tile):
+            m.d.sync += [
+                cfg.eq(self.prm_rd_data),
+                latch_a.eq(self.act_rd_data.lanes),
+                latch_w.eq(self.w_rd_data),
+            ]
+
+        # Operands of element t: whole codes from the port or the latch, then the plane's bits.
+        codes = Mux(sch.f_latch, latch_a.as_value(), self.act_rd_data.lanes.as_value())
+        codes = data.View(a_lay.members["lanes"], codes)
+        fw = data.View(
+            lane_weight_layout(p),
+            Mux(sch.f_latch, latch_w.as_value(), self.w_rd_data.as_value()),
+        )
+        fv = Signal(data.ArrayLayout(data.ArrayLayout(pe_p.act_shape, n), rows), name="fv")
+        offsets = _plane_offsets(pe_p.planes)
+        for r in range(rows):
+            for i in range(n):
+                q = Value.cast(codes[r][i])
+                with m.Switch(sch.f_plane):
+                    for j, (width, off) in enumerate(zip(pe_p.planes, offsets, strict=True)):
+                        with m.Case(j):
+                            bits = q[off : off + width]
+                            top = j == 0 and pe_p.act_signed
+                            m.d.comb += fv[r][i].eq(bits.as_signed() if top else bits)
+
+        ctl = Signal(lane_ctl_layout(pe_p), name="fctl")
+        m.d.comb += [ctl.valid.eq(sch.f_valid), ctl.restart.eq(sch.f_restart)]
+        if len(pe_p.planes) > 1:
+            m.d.comb += ctl.shift.eq(sch.f_shift)
+        if p.dynamic:
+            m.d.comb += ctl.cmp.eq(sch.f_cmp)
+
+        # Skew: control and activations delayed r cycles per row, weights c per column, the
+        # snap r + c per PE; the PEs forward all three (registered) to their neighbours.
+        ctl_taps = _chain(m, ctl, lane_ctl_layout(pe_p), rows - 1, "ctl_skew", ctl=True)
+        snap_taps = _chain(m, sch.f_snap, 1, rows + cols - 2, "snap_skew", ctl=True)
+        act_taps = [
+            _chain(m, fv[r], fv.shape().elem_shape, r, f"act_skew_r{r}")[-1] for r in range(rows)
+        ]
+        w_taps = [
+            _chain(m, fw[c], fw.shape().elem_shape, c, f"w_skew_c{c}")[-1] for c in range(cols)
+        ]
+
+        thr = None
+        if p.dynamic and p.score == "max":
+            # A tile's first compare may fall in the cycle its parameters arrive (S = 1).
+            thr = Mux(sch.new_tile, self.prm_rd_data.thr.as_value(), cfg.thr.as_value())
+            thr = data.View(cfg.thr.shape(), thr)
+        caps = []
+        for r in range(rows):
+            row_caps = []
+            for c in range(cols):
+                pe = self.pes[r][c]
+                m.submodules[f"pe_{r}_{c}"] = pe
+                if c == 0:
+                    m.d.comb += [pe.a_in.eq(act_taps[r]), pe.ctl_in.eq(ctl_taps[r])]
+                else:
+                    left = self.pes[r][c - 1]
+                    m.d.comb += [pe.a_in.eq(left.a_out), pe.ctl_in.eq(left.ctl_out)]
+                up = w_taps[c] if r == 0 else self.pes[r - 1][c].w_out
+                m.d.comb += pe.w_in.eq(up)
+                if thr is not None:
+                    m.d.comb += pe.thr.eq(thr[c])
+                cap = Signal(signed(pe_p.width), name=f"cap_{r}_{c}", reset_less=True)
+                with m.If(snap_taps[r + c]):
+                    m.d.sync += cap.eq(pe.acc)
+                row_caps.append(cap)
+            caps.append(row_caps)
+
+        # Drain: the captured row, shifted when the tile was not refined, plus the bias.
+        bias = Signal(
+            data.ArrayLayout(signed(p.out_bits), cols), name="drain_bias", reset_less=True
+        )
+        with m.If(sch.f_snap):
+            m.d.sync += bias.eq(cfg.bias)
+        for c in range(cols):
+            row = Signal(signed(pe_p.width), name=f"drain_col{c}")
+            with m.Switch(sch.out_row):
+                for r in range(rows):
+                    with m.Case(r):
+                        m.d.comb += row.eq(caps[r][c])
+            val = Mux(sch.out_shift, row << pe_p.lo_bits, row) if p.dynamic else row
+            m.d.comb += self.out_data[c].eq(val + bias[c])
+        if not p.dynamic:
+            return m
+
+        dec = self.decision
+        m.submodules.decision = dec
+        row_ok = Signal(rows, name="row_ok", reset_less=True)
+        with m.If(sch.new_tile):
+            m.d.sync += row_ok.eq(self.act_rd_data.keep)
+        m.d.comb += [
+            dec.row_ok.eq(row_ok),
+            dec.col_ok.eq(cfg.col_ok),
+            sch.refine.eq(dec.refine),
+            self.dec_valid.eq(sch.dec_valid),
+            self.dec_block.eq(sch.dec_block),
+            self.dec_group.eq(sch.dec_group),
+            self.dec_refine.eq(dec.refine),
+        ]
+        if p.score == "max":
+            m.d.comb += dec.flags.eq(
+                Cat(*(self.pes[r][c].flag for r in range(rows) for c in range(cols)))
+            )
+        else:
+            m.d.comb += [dec.mult.eq(cfg.mult), dec.x.eq(cfg.x)]
+            for r in range(rows):
+                for c in range(cols):
+                    # the PE holds the unshifted high sum; the host constants expect it << B_lo
+                    m.d.comb += dec.accs[r * cols + c].eq(self.pes[r][c].acc << pe_p.lo_bits)
+        return m
+
+
+def _plane_offsets(planes: tuple[int, ...]) -> list[int]:
+    """Bit offset of each plane inside the code (planes most significant first)."""
+    out, low = [], 0
+    for width in reversed(planes):
+        out.append(low)
+        low += width
+    return out[::-1]
+
+
+def _chain(m: Module, v: object, shape: object, depth: int, name: str, ctl: bool = False) -> list:
+    """``[v, v delayed 1, ..., v delayed depth]`` through registers (control ones reset)."""
+    taps = [v]
+    for d in range(depth):
+        s = Signal(shape, name=f"{name}_{d}", reset_less=not ctl)
+        m.d.sync += s.eq(taps[-1])
+        taps.append(s)
+    return taps
