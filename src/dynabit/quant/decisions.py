@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +43,49 @@ class Grid:
         """Groups per block."""
         return self.n_gh * self.n_gw
 
+    @property
+    def divisible(self) -> bool:
+        """No partial block or group: a map is a view of whole cells, no padding needed."""
+        return (
+            self.channels % self.block_size == 0
+            and self.height % self.group_h == 0
+            and self.width % self.group_w == 0
+        )
+
+    @property
+    def per_element(self) -> bool:
+        """Every cell is one element (blocks of one channel, 1 x 1 groups)."""
+        return self.block_size == 1 and self.group_h == 1 and self.group_w == 1
+
+    def cells(self, x: torch.Tensor) -> torch.Tensor:
+        """View a ``(N, C, H, W)`` map of a :attr:`divisible` grid as
+        ``(N, blocks, block_size, gh, group_h, gw, group_w)``."""
+        return x.reshape(
+            x.shape[0], self.n_blocks, self.block_size, self.n_gh, self.group_h, self.n_gw,
+            self.group_w,
+        )
+
+    def _cell_mask(self, m: torch.Tensor) -> torch.Tensor:
+        return m.reshape(m.shape[0], self.n_blocks, 1, self.n_gh, 1, self.n_gw, 1)
+
+    def add_masked(self, base: torch.Tensor, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """``base + expand(m) * x`` for ``(N, C, H, W)`` maps, broadcasting the mask where the
+        grid allows instead of expanding it (a 0/1 mask makes the sum exact either way)."""
+        if self.per_element:
+            return torch.addcmul(base, x, m.reshape(base.shape))
+        if self.divisible:
+            out = torch.addcmul(self.cells(base), self.cells(x), self._cell_mask(m))
+            return out.reshape(base.shape)
+        return torch.addcmul(base, x, self.expand(m))
+
+    def masked(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """``expand(m) * x`` for a ``(N, C, H, W)`` map, broadcasting where the grid allows."""
+        if self.per_element:
+            return x * m.reshape(x.shape)
+        if self.divisible:
+            return (self.cells(x) * self._cell_mask(m)).reshape(x.shape)
+        return self.expand(m) * x
+
     def _pad(self, x: torch.Tensor, value: float) -> torch.Tensor:
         n = x.shape[0]
         pc = self.n_blocks * self.block_size - self.channels
@@ -54,15 +98,23 @@ class Grid:
         )
 
     def valid_counts(self, device: torch.device | None = None) -> torch.Tensor:
-        """Real (unpadded) elements in each ``(block, gh, gw)`` cell."""
-        ones = torch.ones(1, self.channels, self.height, self.width, device=device)
-        return self._pad(ones, 0.0).sum(dim=(2, 4, 6))[0]
+        """Real (unpadded) elements in each ``(block, gh, gw)`` cell (float32; do not modify:
+        it is cached per grid)."""
+        return _valid_counts(self, torch.device("cpu") if device is None else torch.device(device))
 
     def reduce(self, x: torch.Tensor, how: str) -> torch.Tensor:
         """Score each ``(sample, block, gh, gw)`` cell of ``x`` by its max, sum or mean."""
-        if how == "max":
+        if self.per_element:
+            return x.reshape(x.shape[0], self.n_blocks, self.n_gh, self.n_gw)
+        if self.divisible:
+            cells = self.cells(x)
+            if how == "max":
+                return cells.amax(dim=(2, 4, 6))
+            total = cells.sum(dim=(2, 4, 6))
+        elif how == "max":
             return self._pad(x, float("-inf")).amax(dim=(2, 4, 6))
-        total = self._pad(x, 0.0).sum(dim=(2, 4, 6))
+        else:
+            total = self._pad(x, 0.0).sum(dim=(2, 4, 6))
         if how == "sum":
             return total
         return total / self.valid_counts(x.device).to(total.dtype)
@@ -77,6 +129,12 @@ class Grid:
             n, self.n_blocks * self.block_size, self.n_gh * self.group_h, self.n_gw * self.group_w
         )
         return full[:, : self.channels, : self.height, : self.width]
+
+
+@lru_cache(maxsize=256)
+def _valid_counts(grid: Grid, device: torch.device) -> torch.Tensor:
+    ones = torch.ones(1, grid.channels, grid.height, grid.width, device=device)
+    return grid._pad(ones, 0.0).sum(dim=(2, 4, 6))[0]
 
 
 def surrogate_mask(
