@@ -44,47 +44,62 @@ class Grid:
         return self.n_gh * self.n_gw
 
     @property
-    def divisible(self) -> bool:
-        """No partial block or group: a map is a view of whole cells, no padding needed."""
-        return (
-            self.channels % self.block_size == 0
-            and self.height % self.group_h == 0
-            and self.width % self.group_w == 0
-        )
+    def whole_blocks(self) -> bool:
+        """No partial block: a map's channels are a view of whole blocks."""
+        return self.channels % self.block_size == 0
 
     @property
     def per_element(self) -> bool:
         """Every cell is one element (blocks of one channel, 1 x 1 groups)."""
         return self.block_size == 1 and self.group_h == 1 and self.group_w == 1
 
-    def cells(self, x: torch.Tensor) -> torch.Tensor:
-        """View a ``(N, C, H, W)`` map of a :attr:`divisible` grid as
-        ``(N, blocks, block_size, gh, group_h, gw, group_w)``."""
-        return x.reshape(
-            x.shape[0], self.n_blocks, self.block_size, self.n_gh, self.group_h, self.n_gw,
-            self.group_w,
-        )
+    # Masks and scores go through the channels first, then the (much smaller) pixel map: a
+    # reduction or broadcast over the middle axis of ``(N, blocks, block_size, H, W)`` keeps
+    # rows of pixels contiguous, where one over the seven axes of a cell view does not.
+    def by_block(self, x: torch.Tensor) -> torch.Tensor:
+        """View ``(N, C, H, W)`` as ``(N, blocks, block_size, H, W)`` (:attr:`whole_blocks`)."""
+        return x.reshape(x.shape[0], self.n_blocks, self.block_size, self.height, self.width)
 
-    def _cell_mask(self, m: torch.Tensor) -> torch.Tensor:
-        return m.reshape(m.shape[0], self.n_blocks, 1, self.n_gh, 1, self.n_gw, 1)
+    def to_pixels(self, m: torch.Tensor) -> torch.Tensor:
+        """``(N, blocks, gh, gw)`` -> ``(N, blocks, H, W)``: each group's value at its pixels."""
+        n, nb = m.shape[0], self.n_blocks
+        full = m[:, :, :, None, :, None].expand(
+            n, nb, self.n_gh, self.group_h, self.n_gw, self.group_w
+        )
+        full = full.reshape(n, nb, self.n_gh * self.group_h, self.n_gw * self.group_w)
+        return full[:, :, : self.height, : self.width]
+
+    def pixel_reduce(self, t: torch.Tensor, how: str) -> torch.Tensor:
+        """``(N, blocks, H, W)`` -> ``(N, blocks, gh, gw)`` by the max or sum of each group."""
+        ph = self.n_gh * self.group_h - self.height
+        pw = self.n_gw * self.group_w - self.width
+        if ph or pw:
+            t = F.pad(t, (0, pw, 0, ph), value=float("-inf") if how == "max" else 0.0)
+        n = t.shape[0]
+        t = t.reshape(n, self.n_blocks, self.n_gh, self.group_h, self.n_gw, self.group_w)
+        return t.amax(dim=(3, 5)) if how == "max" else t.sum(dim=(3, 5))
+
+    def _blocked(self, x: torch.Tensor) -> torch.Tensor:
+        return self.by_block(x) if self.whole_blocks else x
+
+    def _pixel_mask(self, m: torch.Tensor) -> torch.Tensor:
+        if self.whole_blocks:
+            return self.to_pixels(m).unsqueeze(2)
+        return self.expand(m)
 
     def add_masked(self, base: torch.Tensor, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        """``base + expand(m) * x`` for ``(N, C, H, W)`` maps, broadcasting the mask where the
-        grid allows instead of expanding it (a 0/1 mask makes the sum exact either way)."""
+        """``base + expand(m) * x`` for ``(N, C, H, W)`` maps, broadcasting the mask over each
+        block's channels instead of expanding it (a 0/1 mask makes the sum exact either way)."""
         if self.per_element:
             return torch.addcmul(base, x, m.reshape(base.shape))
-        if self.divisible:
-            out = torch.addcmul(self.cells(base), self.cells(x), self._cell_mask(m))
-            return out.reshape(base.shape)
-        return torch.addcmul(base, x, self.expand(m))
+        out = torch.addcmul(self._blocked(base), self._blocked(x), self._pixel_mask(m))
+        return out.reshape(base.shape)
 
     def masked(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        """``expand(m) * x`` for a ``(N, C, H, W)`` map, broadcasting where the grid allows."""
+        """``expand(m) * x`` for a ``(N, C, H, W)`` map, broadcasting over each block."""
         if self.per_element:
             return x * m.reshape(x.shape)
-        if self.divisible:
-            return (self.cells(x) * self._cell_mask(m)).reshape(x.shape)
-        return self.expand(m) * x
+        return (self._blocked(x) * self._pixel_mask(m)).reshape(x.shape)
 
     def _pad(self, x: torch.Tensor, value: float) -> torch.Tensor:
         n = x.shape[0]
@@ -106,11 +121,10 @@ class Grid:
         """Score each ``(sample, block, gh, gw)`` cell of ``x`` by its max, sum or mean."""
         if self.per_element:
             return x.reshape(x.shape[0], self.n_blocks, self.n_gh, self.n_gw)
-        if self.divisible:
-            cells = self.cells(x)
+        if self.whole_blocks:
             if how == "max":
-                return cells.amax(dim=(2, 4, 6))
-            total = cells.sum(dim=(2, 4, 6))
+                return group_max(x, self)
+            total = self.pixel_reduce(self.by_block(x).sum(dim=2), "sum")
         elif how == "max":
             return self._pad(x, float("-inf")).amax(dim=(2, 4, 6))
         else:
@@ -129,6 +143,34 @@ class Grid:
             n, self.n_blocks * self.block_size, self.n_gh * self.group_h, self.n_gw * self.group_w
         )
         return full[:, : self.channels, : self.height, : self.width]
+
+
+class _GroupMax(torch.autograd.Function):
+    """Max over each cell; the gradient is shared by the elements equal to the max (as
+    ``amax``'s), found by one broadcast compare against the pixel-resolution score."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, grid: Grid) -> torch.Tensor:  # type: ignore[override]
+        score = grid.pixel_reduce(grid.by_block(x).amax(dim=2), "max")
+        ctx.save_for_backward(x, score)
+        ctx.grid = grid
+        return score
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        x, score = ctx.saved_tensors
+        grid: Grid = ctx.grid
+        hit = grid.by_block(x) == grid.to_pixels(score).unsqueeze(2)
+        count = grid.pixel_reduce(hit.sum(dim=2).to(g.dtype), "sum")
+        share = grid.to_pixels(g / count).unsqueeze(2)
+        return torch.where(hit, share, 0.0).reshape(x.shape), None
+
+
+def group_max(x: torch.Tensor, grid: Grid) -> torch.Tensor:
+    """Max of each ``(sample, block, gh, gw)`` cell of a whole-block ``(N, C, H, W)`` map."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _GroupMax.apply(x, grid)
+    return grid.pixel_reduce(grid.by_block(x).amax(dim=2), "max")
 
 
 @lru_cache(maxsize=256)
