@@ -107,15 +107,19 @@ def test_training_forward_and_gradients_match_reference(case: str) -> None:
         assert g_new[at + 1].abs().sum() > 0  # the surrogate reaches the thresholds
 
 
-def test_dual_codes_values_are_the_composed_ones() -> None:
+@pytest.mark.parametrize("lo_bits", [1, 3, 4, 6])
+@pytest.mark.parametrize("qrange", [(-128, 127), (0, 255), (-2048, 2047)])
+def test_dual_codes_values_are_the_composed_ones(lo_bits, qrange) -> None:
     x = torch.randn(4, 3, 5, 5) * 3
-    s = torch.tensor(0.05)
-    hi_s, lo, q = dual_codes(x, s, (-128, 127), 4, False)
-    ref_q = torch.clamp(torch.round(x / s), -128, 127)
-    ref_hi = high_pass(ref_q, 4)
-    assert torch.equal(q, ref_q)
-    assert torch.equal(lo, ref_q - ref_hi)
-    assert torch.equal(hi_s, ref_hi * s)
+    s = torch.tensor(qrange[1] / 3000.0)
+    for grad in (False, True):
+        xi = x.clone().requires_grad_(grad)
+        hi_s, lo, q = dual_codes(xi, s, qrange, lo_bits, False)
+        ref_q = torch.clamp(torch.round(x / s), *qrange)
+        ref_hi = high_pass(ref_q, lo_bits)
+        assert torch.equal(q, ref_q)
+        assert torch.equal(lo, ref_q - ref_hi)
+        assert torch.equal(hi_s.detach(), ref_hi * s)
 
 
 def test_hard_mask_skips_the_surrogate_without_gradients() -> None:

@@ -27,11 +27,17 @@ from dynabit.quant.quantizers import high_pass
 WeightGrad = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _split_lo(q: torch.Tensor, lo_bits: int, midpoint: bool) -> torch.Tensor:
-    """Low codes ``q - high_pass(q)`` (exact: integer-valued floats)."""
+def _split(q: torch.Tensor, lo_bits: int, midpoint: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(high_pass(q), q - high_pass(q))`` of integer-valued codes, exactly."""
     if midpoint:
-        return q - high_pass(q, lo_bits, True)
-    return torch.remainder(q, float(1 << lo_bits))
+        hp = high_pass(q, lo_bits, True)
+        return hp, q - hp
+    # floor(q / 2^b) == round((q - (2^b - 1) / 2) / 2^b) for integers q: the offset puts every
+    # quotient strictly inside (k - 1/2, k + 1/2), all steps are exact in binary, and round
+    # runs several times faster than floor or remainder on the CPU.
+    step = float(1 << lo_bits)
+    hp = q.mul(1.0 / step).sub_((step - 1.0) / (2.0 * step)).round_().mul_(step)
+    return hp, q - hp
 
 
 class _DualCodes(torch.autograd.Function):
@@ -51,8 +57,7 @@ class _DualCodes(torch.autograd.Function):
         passed = q == r  # where the clamp lets the straight-through gradient pass
         del r
         if lo_bits > 0:
-            lo = _split_lo(q, lo_bits, midpoint)
-            hi = q - lo
+            hi, lo = _split(q, lo_bits, midpoint)
         else:
             lo, hi = q.new_empty(0), q
         ctx.save_for_backward(v, passed, hi)
@@ -87,8 +92,8 @@ def dual_codes(
     q = torch.round(x / s).clamp_(qn, qp)
     if lo_bits == 0:
         return q * s, q.new_empty(0), q
-    lo = _split_lo(q, lo_bits, midpoint)
-    return (q - lo) * s, lo, q
+    hi, lo = _split(q, lo_bits, midpoint)
+    return hi * s, lo, q
 
 
 class _LowPass(torch.autograd.Function):
