@@ -91,8 +91,8 @@ class Grid:
         """``base + expand(m) * x`` for ``(N, C, H, W)`` maps, broadcasting the mask over each
         block's channels instead of expanding it (a 0/1 mask makes the sum exact either way)."""
         if self.per_element:
-            return torch.addcmul(base, x, m.reshape(base.shape))
-        out = torch.addcmul(self._blocked(base), self._blocked(x), self._pixel_mask(m))
+            return _add_masked(base, x, m.reshape(base.shape))
+        out = _add_masked(self._blocked(base), self._blocked(x), self._pixel_mask(m))
         return out.reshape(base.shape)
 
     def masked(self, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -143,6 +143,30 @@ class Grid:
             n, self.n_blocks * self.block_size, self.n_gh * self.group_h, self.n_gw * self.group_w
         )
         return full[:, : self.channels, : self.height, : self.width]
+
+
+class _AddMasked(torch.autograd.Function):
+    """``base + x * m`` with ``m`` broadcast; backward without autograd's extra full copy."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx, base: torch.Tensor, x: torch.Tensor, m: torch.Tensor
+    ) -> torch.Tensor:
+        ctx.save_for_backward(x, m)
+        return torch.addcmul(base, x, m)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        x, m = ctx.saved_tensors
+        grad_x = g * m if ctx.needs_input_grad[1] else None
+        grad_m = (g * x).sum_to_size(m.shape) if ctx.needs_input_grad[2] else None
+        return g, grad_x, grad_m
+
+
+def _add_masked(base: torch.Tensor, x: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+    if torch.is_grad_enabled() and (base.requires_grad or x.requires_grad or m.requires_grad):
+        return _AddMasked.apply(base, x, m)
+    return torch.addcmul(base, x, m)
 
 
 class _GroupMax(torch.autograd.Function):

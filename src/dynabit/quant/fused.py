@@ -27,17 +27,20 @@ from dynabit.quant.quantizers import high_pass
 WeightGrad = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _split(q: torch.Tensor, lo_bits: int, midpoint: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(high_pass(q), q - high_pass(q))`` of integer-valued codes, exactly."""
+def _split(
+    q: torch.Tensor, lo_bits: int, midpoint: bool
+) -> tuple[torch.Tensor, float, torch.Tensor]:
+    """``(h, unit, lo)`` of integer-valued codes with ``high_pass(q) == h * unit`` and
+    ``lo == q - high_pass(q)``, exactly."""
     if midpoint:
         hp = high_pass(q, lo_bits, True)
-        return hp, q - hp
+        return hp, 1.0, q - hp
     # floor(q / 2^b) == round((q - (2^b - 1) / 2) / 2^b) for integers q: the offset puts every
     # quotient strictly inside (k - 1/2, k + 1/2), all steps are exact in binary, and round
     # runs several times faster than floor or remainder on the CPU.
     step = float(1 << lo_bits)
-    hp = q.mul(1.0 / step).sub_((step - 1.0) / (2.0 * step)).round_().mul_(step)
-    return hp, q - hp
+    quot = q.sub((step - 1.0) / 2.0).mul_(1.0 / step).round_()
+    return quot, step, torch.add(q, quot, alpha=-step)
 
 
 class _DualCodes(torch.autograd.Function):
@@ -57,24 +60,26 @@ class _DualCodes(torch.autograd.Function):
         passed = q == r  # where the clamp lets the straight-through gradient pass
         del r
         if lo_bits > 0:
-            hi, lo = _split(q, lo_bits, midpoint)
+            h, unit, lo = _split(q, lo_bits, midpoint)
         else:
-            lo, hi = q.new_empty(0), q
-        ctx.save_for_backward(v, passed, hi)
+            h, unit, lo = q, 1.0, q.new_empty(0)
+        ctx.save_for_backward(v, passed, h)
+        ctx.unit = unit  # type: ignore[attr-defined]
         ctx.mark_non_differentiable(lo, q)
-        return hi * s, lo, q
+        # (h * unit) * s == h * (unit * s) exactly: unit is a power of two.
+        return h * (s * unit), lo, q
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: FunctionCtx, g: torch.Tensor, _g_lo: torch.Tensor, _g_q: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        v, passed, hi = ctx.saved_tensors  # type: ignore[attr-defined]
+        v, passed, h = ctx.saved_tensors  # type: ignore[attr-defined]
         g = g.contiguous()
         grad_x = torch.where(passed, g, 0.0)
         grad_s = None
         if ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
             # d(hi * s)/ds = hi + s * d(hi)/ds, and d(hi)/ds = -v / s where the codes pass.
-            grad_s = torch.vdot(g.reshape(-1), hi.reshape(-1)) - torch.vdot(
+            grad_s = torch.vdot(g.reshape(-1), h.reshape(-1)) * ctx.unit - torch.vdot(  # type: ignore[attr-defined]
                 grad_x.reshape(-1), v.reshape(-1)
             )
         return grad_x, grad_s, None, None, None, None
@@ -92,8 +97,8 @@ def dual_codes(
     q = torch.round(x / s).clamp_(qn, qp)
     if lo_bits == 0:
         return q * s, q.new_empty(0), q
-    hi, lo = _split(q, lo_bits, midpoint)
-    return hi * s, lo, q
+    h, unit, lo = _split(q, lo_bits, midpoint)
+    return h * (s * unit), lo, q
 
 
 class _LowPass(torch.autograd.Function):
