@@ -199,7 +199,7 @@ class _Lowering:
         if m.dynamic:
             grid_shape = out_shape if cfg.decision == "output" else in_shape
             c, h, w = (grid_shape + (1, 1))[:3] if len(grid_shape) == 1 else grid_shape
-            grid = m._grid(torch.empty(0, c, h, w))
+            grid = m.decision_grid(c, h, w)
             attrs.update(
                 lo_bits=int(cfg.lo_bits),
                 midpoint=bool(cfg.midpoint),
@@ -208,7 +208,7 @@ class _Lowering:
                 block_size=int(grid.block_size),
                 group=[int(grid.group_h), int(grid.group_w)],
                 grid=[int(c), int(h), int(w)],
-                k_bounds=list(m._k_bounds(grid)) if cfg.enforce_bounds else None,
+                k_bounds=list(m.group_bounds(grid)) if cfg.enforce_bounds else None,
             )
             params["threshold"] = m.threshold_int.clone()
             if cfg.decision == "output":
@@ -294,7 +294,7 @@ def lower(model: nn.Module, input_shape: Sequence[int]) -> IntegerProgram:
     not_wired = [
         m.layer_name
         for m in model.modules()
-        if isinstance(m, QuantLayerMixin) and not getattr(m, "_int_wired", False)
+        if isinstance(m, QuantLayerMixin) and not m.int_wired
     ]
     if not_wired:
         raise UnsupportedLayerError(

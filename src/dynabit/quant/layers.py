@@ -85,6 +85,8 @@ class QuantLayerMixin:
         self._calibrating = False
         self._collected: list[torch.Tensor] | None = None
         self._recorded: list[torch.Tensor] | None = None
+        self._int_record: dict[str, list[torch.Tensor]] | None = None
+        self._int_wired = False
         self._cell_fanout_key: tuple[Grid, torch.device] | None = None
         self._cell_fanout = torch.zeros(0)
         self.reset_stats()
@@ -140,11 +142,26 @@ class QuantLayerMixin:
                 f"got shape {tuple(x.shape)}"
             )
 
+    def decision_grid(self, channels: int, height: int, width: int) -> Grid:
+        """The decision grid of a ``(channels, height, width)`` decision map of this layer (its
+        output for output-directed decisions, its input otherwise; 1 x 1 for ``Linear``)."""
+        gh, gw = self.qcfg.group
+        return Grid(channels, height, width, self.qcfg.block_size, gh, gw)
+
+    @property
+    def last_grid(self) -> Grid | None:
+        """The decision grid of the last forward pass (None before the first)."""
+        shape = getattr(self, "_last_map_shape", None)
+        return None if shape is None else self.decision_grid(*shape)
+
+    def group_bounds(self, grid: Grid) -> tuple[int, int]:
+        """``(k_lo, k_hi)``: the fewest and most groups a block of ``grid`` may refine."""
+        return group_budget(*self.bounds(), grid.n_groups)
+
     def _grid(self, m: torch.Tensor) -> Grid:
         _, c, h, w = m.shape
         self._last_map_shape = (c, h, w)
-        gh, gw = self.qcfg.group
-        return Grid(c, h, w, self.qcfg.block_size, gh, gw)
+        return self.decision_grid(c, h, w)
 
     def bounds(self) -> tuple[float, float]:
         """This layer's per-block refine-ratio bounds ``(r_lo, r_hi)``."""
@@ -233,7 +250,44 @@ class QuantLayerMixin:
         return mask
 
     def _k_bounds(self, grid: Grid) -> tuple[int, int]:
-        return group_budget(*self.bounds(), grid.n_groups)
+        return self.group_bounds(grid)
+
+    # ----------------------------------------------------------------- calibration and recording
+    # The state behind these methods is plain attributes (never in the state dict, never
+    # broadcast by DDP); other modules steer it only through them.
+    def set_calibrating(self, on: bool) -> None:
+        """While on, a layer without calibrated thresholds refines everything instead of
+        refusing to run (threshold calibration of the layers before it); off also drops any
+        scores being collected."""
+        self._calibrating = on
+        if not on:
+            self._collected = None
+
+    def collect_scores(self) -> None:
+        """Start keeping the normalized group scores of every forward pass."""
+        self._collected = []
+
+    def take_scores(self) -> torch.Tensor:
+        """The scores kept since :meth:`collect_scores`, ``(N, blocks, gh, gw)``; stops keeping."""
+        if not self._collected:
+            raise RuntimeError(f"{self.layer_name}: no scores collected")
+        scores = torch.cat(self._collected)
+        self._collected = None
+        return scores
+
+    def record_masks(self, into: list[torch.Tensor] | None) -> None:
+        """Append each forward's hard mask ``(N, blocks, gh, gw)`` to ``into`` (None: stop)."""
+        self._recorded = into
+
+    def record_integers(self, into: dict[str, list[torch.Tensor]] | None) -> None:
+        """Append a frozen layer's input codes and accumulators of each forward to
+        ``into["codes"]`` and ``into["acc"]`` (None: stop)."""
+        self._int_record = into
+
+    @property
+    def int_wired(self) -> bool:
+        """True once :meth:`wire_input` said how this frozen layer gets its input codes."""
+        return bool(getattr(self, "_int_wired", False))
 
     # ----------------------------------------------------------------- frozen (integer) path
     def freeze(self) -> None:
@@ -341,12 +395,12 @@ class QuantLayerMixin:
     def _frozen_out(self, codes: torch.Tensor, acc: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``acc * acc_scale``: float64 between wired layers (exact), else the float dtype."""
         acc_int = acc.to(torch.int64)
-        record = getattr(self, "_int_record", None)
+        record = self._int_record
         if record is not None:
             record["codes"].append(codes.cpu())
             record["acc"].append(acc_int.cpu())
         out = acc * channel_param(self.acc_scale, acc)
-        if not getattr(self, "_int_wired", False):
+        if not self.int_wired:
             return out.to(x.dtype)
         dtype = getattr(self, "int_out_dtype", None)
         return out if dtype is None else out.to(dtype)
