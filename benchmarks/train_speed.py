@@ -1,6 +1,6 @@
 """Training-speed benchmark: one QAT step of each method against one FP32 step.
 
-    python benchmarks/train_speed.py [--threads 1] [--repeats 7] [--steps 2] [--eval]
+    python benchmarks/train_speed.py [--threads 1] [--repeats 3] [--steps 1] [--eval]
 
 For the small CNN, ResNet-20 and MobileNetV2 at 28 x 28 with batch 128, it times a training
 step (forward, task loss plus the budget penalty, backward, SGD step) of FP32 and of the
@@ -78,8 +78,8 @@ def eval_step(model: nn.Module) -> Callable[[torch.Tensor, torch.Tensor], None]:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (pinned).")
-    ap.add_argument("--repeats", type=int, default=7, help="interleaved rounds (median taken).")
-    ap.add_argument("--steps", type=int, default=2, help="timed steps per pair per round.")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds (median taken).")
+    ap.add_argument("--steps", type=int, default=1, help="timed steps per pair per round.")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
