@@ -1,10 +1,10 @@
 """The number of torch CPU threads a dynabit process uses by default.
 
-Measured on a 2-core machine shared with other jobs (``README.md``, "Threads"): one thread
-runs a QAT step of the small CNN about 4x faster than two once anything else wants the cores,
-because torch's two OpenMP threads spin-wait on each other; with the cores to itself a second
-thread gains little at these layer sizes. So one thread is the default, and ``--threads`` (or
-``OMP_NUM_THREADS``) asks for more.
+Measured on a 2-core machine shared with other jobs (``python benchmarks/threads.py``, README
+"Threads"): a QAT step of the small CNN ran 5x faster on one thread than on two, and 4x faster
+with one more busy process on the machine, because torch's two OpenMP threads spin-wait on each
+other as soon as the cores are contended. So one thread is the default; ``--threads`` (or
+``OMP_NUM_THREADS``) asks for more on a machine whose cores are free.
 """
 
 from __future__ import annotations
