@@ -79,9 +79,8 @@ class _DualCodes(torch.autograd.Function):
         grad_s = None
         if ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
             # d(hi * s)/ds = hi + s * d(hi)/ds, and d(hi)/ds = -v / s where the codes pass.
-            grad_s = torch.vdot(g.reshape(-1), h.reshape(-1)) * ctx.unit - torch.vdot(  # type: ignore[attr-defined]
-                grad_x.reshape(-1), v.reshape(-1)
-            )
+            # Cascade sums (not a BLAS dot): a batch split across processes must round alike.
+            grad_s = (g * h).sum() * ctx.unit - (grad_x * v).sum()  # type: ignore[attr-defined]
         return grad_x, grad_s, None, None, None, None
 
 
@@ -122,7 +121,7 @@ class _LowPass(torch.autograd.Function):
         inp, y, s, w = ctx.saved_tensors  # type: ignore[attr-defined]
         needs = ctx.needs_input_grad  # type: ignore[attr-defined]
         g = g.contiguous()
-        grad_s = torch.vdot(g.reshape(-1), y.reshape(-1)) / s if needs[1] else None
+        grad_s = (g * y).sum() / s if needs[1] else None
         grad_w = ctx.weight_grad(inp, g, w) if needs[2] else None  # type: ignore[attr-defined]
         return None, grad_s, grad_w, None, None
 
