@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dynabit.demo import DemoOptions, run_demo, summary_table
 from dynabit.utils.files import atomic_write_text
+from dynabit.utils.threads import set_threads
 
 RESULTS = Path(__file__).resolve().parent / "results" / "demo.json"
 FIELDS = ("seconds", "dataset", "top1_dynamic", "b_avg", "speedup_vs_uniform8", "parity")
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--run-dir", default="runs/bench-demo")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
+    set_threads()  # the default of `dynabit demo` (what `make demo` runs)
     run_dir = Path(args.run_dir)
     shutil.rmtree(run_dir, ignore_errors=True)  # time the whole job, nothing reused
     summary = run_demo(DemoOptions(run_dir=run_dir, progress=False, resume=False))

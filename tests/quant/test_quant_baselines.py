@@ -162,7 +162,7 @@ def test_pg_gates_per_element_with_per_channel_thresholds(digits) -> None:
         mask = torch.cat(rec[name])
         assert mask.shape[1] == m.out_channels and mask.shape[0] == len(x)
         # one decision per output element: the mask has the output map's shape
-        assert mask.shape[2:] == m._last_map_shape[1:]
+        assert mask.shape[2:] == (m.last_grid.height, m.last_grid.width)
         s = stats.layers[name]
         assert s.ratio_elements == pytest.approx(mask.float().mean().item())
         assert len(s.block_ratios) == m.out_channels

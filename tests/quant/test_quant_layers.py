@@ -46,11 +46,11 @@ def test_refined_groups_full_precision_others_high_pass(small_hw_config, score) 
     fm = convert(pm)
     fl = fm[1]
     masks = []
-    fl._recorded = masks
+    fl.record_masks(masks)
     with torch.no_grad():
         y = fm(x)
-    fl._recorded = None
-    mask = fl._grid(torch.zeros(1, 16, 7, 5)).expand(masks[0].double())
+    fl.record_masks(None)
+    mask = fl.decision_grid(16, 7, 5).expand(masks[0].double())
     full, hi, lo, acc_scale = _reference_passes(layer, x)
     assert 0 < float(mask.mean()) < 1  # both kinds of groups present
     acc = y.double() / acc_scale.view(1, -1, 1, 1) - fl.bias_int.view(1, -1, 1, 1)
@@ -67,11 +67,11 @@ def test_float_path_matches_passes(small_hw_config) -> None:
     calibrate(pm, [x], ratio=0.4)
     pm.eval()
     masks = []
-    layer._recorded = masks
+    layer.record_masks(masks)
     with torch.no_grad():
         y = pm(x)
-    layer._recorded = None
-    mask = layer._grid(y).expand(masks[0].float())
+    layer.record_masks(None)
+    mask = layer.decision_grid(*y.shape[1:]).expand(masks[0].float())
     full, hi, _, acc_scale = _reference_passes(layer, x)
     bias = layer.bias.detach().double().view(1, -1, 1, 1)
     expect = torch.where(mask.bool(), full, hi) * acc_scale.view(1, -1, 1, 1) + bias
@@ -115,10 +115,10 @@ def test_bounds_enforced_exactly_per_block_and_sample(small_hw_config) -> None:
     calibrate(pm, [x], ratio=0.9)  # thresholds far outside the bounds
     for model in (pm.eval(), convert(pm)):
         target = model[1]
-        target._recorded = rec = []
+        target.record_masks(rec := [])
         with torch.no_grad():
             model(x)
-        target._recorded = None
+        target.record_masks(None)
         per_block = rec[0].sum(dim=(2, 3))
         assert bool((per_block >= 4).all()) and bool((per_block <= 8).all())
         assert bool((per_block == 8).any())

@@ -106,10 +106,10 @@ def test_random_layer_configs_keep_their_invariants(case: dict) -> None:
     x = torch.randn(case["batch"], case["cin"], case["size"], case["size"])
     calibrate(model, [x])
     layer = model[1]
-    layer._recorded = rec = []
+    layer.record_masks(rec := [])
     with torch.no_grad():
         y = model.eval()(x)
-    layer._recorded = None
+    layer.record_masks(None)
     assert y.shape == (case["batch"], case["cout"], case["size"], case["size"])
     assert bool(torch.isfinite(y).all())
     stats = model_stats(model)

@@ -32,13 +32,15 @@ app = typer.Typer(
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
     threads: Annotated[
-        int | None, typer.Option(min=1, help="Torch CPU threads per process (default: torch's).")
+        int | None,
+        typer.Option(
+            min=1, help="Torch CPU threads per process (default: OMP_NUM_THREADS if set, else 1)."
+        ),
     ] = None,
 ) -> None:
-    if threads is not None:
-        import torch
+    from dynabit.utils.threads import set_threads
 
-        torch.set_num_threads(threads)
+    set_threads(threads)
     level = logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(level=level if is_main() else logging.WARNING, format="%(message)s")
 

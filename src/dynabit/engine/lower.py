@@ -324,7 +324,7 @@ def lower(model: nn.Module, input_shape: Sequence[int]) -> IntegerProgram:
     not_wired = [
         m.layer_name
         for m in model.modules()
-        if isinstance(m, QuantLayerMixin) and not getattr(m, "_int_wired", False)
+        if isinstance(m, QuantLayerMixin) and not m.int_wired
     ]
     if not_wired:
         raise UnsupportedLayerError(

@@ -132,7 +132,6 @@ def recalibrate_thresholds(
         _calibrate_thresholds(model, inputs, ratio)
     finally:
         for m in layers:
-            m._calibrating = False
-            m._collected = None
+            m.set_calibrating(False)
         model.train(was_training)
         reset_stats(model)

@@ -255,9 +255,9 @@ def record_decisions(model: nn.Module) -> Iterator[dict[str, list[torch.Tensor]]
     layers = dynamic_layers(model)
     out: dict[str, list[torch.Tensor]] = {}
     for name, m in layers:
-        m._recorded = out.setdefault(name, [])
+        m.record_masks(out.setdefault(name, []))
     try:
         yield out
     finally:
         for _, m in layers:
-            m._recorded = None
+            m.record_masks(None)

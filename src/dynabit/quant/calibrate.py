@@ -90,8 +90,7 @@ def calibrate(
     finally:
         bar.close()
         for _, m in layers:
-            m._calibrating = False
-            m._collected = None
+            m.set_calibrating(False)
         model.train(was_training)
         for _, m in layers:
             m.reset_stats()
@@ -113,22 +112,22 @@ def _calibrate_thresholds(
 ) -> None:
     layers = [m for _, m in dynamic_layers(model)]
     for m in layers:
-        m._calibrating = True
+        m.set_calibrating(True)
         m.thresholds_calibrated.fill_(False)
     for m in _execution_order(model, layers, inputs[0]):
-        m._collected = []
+        m.collect_scores()
         for x in inputs:
             model(x)
             advance(1)
-        scores = torch.cat(m._collected)  # (N, blocks, gh, gw), normalized by the old scale
-        m._collected = None
+        scores = m.take_scores()  # (N, blocks, gh, gw), normalized by the old scale
         raw = scores * m.score_scale
         finite = raw[torch.isfinite(raw)]
         spread = float(finite.std()) if finite.numel() > 1 else 0.0
         m.score_scale.fill_(spread if spread > 0 else max(float(finite.abs().max()), 1.0))
         target = m.qcfg.target_ratio if ratio is None else ratio
         per_block = raw.transpose(0, 1).reshape(raw.shape[1], -1) / m.score_scale
-        grid = m._grid(torch.empty(0, *m._last_map_shape))
+        grid = m.last_grid
+        assert grid is not None  # the layer ran
         counts = grid.valid_counts().unsqueeze(0).expand(raw.shape[0], -1, -1, -1)
         counts = counts.transpose(0, 1).reshape(raw.shape[1], -1)
         m.threshold.data.copy_(

@@ -333,9 +333,9 @@ def record_integers(model: nn.Module) -> Iterator[dict[str, dict[str, list[torch
     layers = [m for m in model.modules() if isinstance(m, QuantLayerMixin)]
     out: dict[str, dict[str, list[torch.Tensor]]] = {}
     for m in layers:
-        m._int_record = out.setdefault(m.layer_name, {"codes": [], "acc": []})
+        m.record_integers(out.setdefault(m.layer_name, {"codes": [], "acc": []}))
     try:
         yield out
     finally:
         for m in layers:
-            m._int_record = None
+            m.record_integers(None)

@@ -21,7 +21,8 @@ from torch import nn
 
 from dynabit.config.layer import ceil_div
 from dynabit.config.quant import LayerQuantConfig
-from dynabit.quant.decisions import Grid, enforce_bounds, surrogate_mask
+from dynabit.quant.decisions import Grid, enforce_bounds
+from dynabit.quant.fused import dual_codes, hard_mask, low_pass
 from dynabit.quant.integer_ops import (
     channel_param,
     fixed_point,
@@ -83,6 +84,10 @@ class QuantLayerMixin:
         self._calibrating = False
         self._collected: list[torch.Tensor] | None = None
         self._recorded: list[torch.Tensor] | None = None
+        self._int_record: dict[str, list[torch.Tensor]] | None = None
+        self._int_wired = False
+        self._cell_fanout_key: tuple[Grid, torch.device] | None = None
+        self._cell_fanout = torch.zeros(0)
         self.reset_stats()
 
     # ----------------------------------------------------------------- weights and BN
@@ -136,11 +141,26 @@ class QuantLayerMixin:
                 f"got shape {tuple(x.shape)}"
             )
 
+    def decision_grid(self, channels: int, height: int, width: int) -> Grid:
+        """The decision grid of a ``(channels, height, width)`` decision map of this layer (its
+        output for output-directed decisions, its input otherwise; 1 x 1 for ``Linear``)."""
+        gh, gw = self.qcfg.group
+        return Grid(channels, height, width, self.qcfg.block_size, gh, gw)
+
+    @property
+    def last_grid(self) -> Grid | None:
+        """The decision grid of the last forward pass (None before the first)."""
+        shape = getattr(self, "_last_map_shape", None)
+        return None if shape is None else self.decision_grid(*shape)
+
+    def group_bounds(self, grid: Grid) -> tuple[int, int]:
+        """``(k_lo, k_hi)``: the fewest and most groups a block of ``grid`` may refine."""
+        return grid.k_bounds(*self.bounds())
+
     def _grid(self, m: torch.Tensor) -> Grid:
         _, c, h, w = m.shape
         self._last_map_shape = (c, h, w)
-        gh, gw = self.qcfg.group
-        return Grid(c, h, w, self.qcfg.block_size, gh, gw)
+        return self.decision_grid(c, h, w)
 
     def bounds(self) -> tuple[float, float]:
         """This layer's per-block refine-ratio bounds ``(r_lo, r_hi)``."""
@@ -164,28 +184,42 @@ class QuantLayerMixin:
         return self._forward_float(x)
 
     def _forward_float(self, x: torch.Tensor) -> torch.Tensor:
-        q, s = self.act_quant.codes(x)
+        aq = self.act_quant
+        s = aq.scale_for_codes(x)
         w_float, b = self.folded_weight_bias()
         w_int, s_w = quantize_weight(w_float, self.qcfg.weight_bits)
         w = w_int * s_w.view(-1, *([1] * (w_int.dim() - 1)))
         if not self.dynamic:
-            y = self._op(q * s, w, b)
+            xq, _, _ = dual_codes(x, s, aq.qrange, 0, False)
+            y = self._op(xq, w, b)
             if self.in_budget:
                 self._account_static(y)
             return y
-        hi, lo = self._split(q)
-        y_hi = self._op(hi * s, w, b)
+        # x_hi = q_hi * 2^B_lo * s carries the straight-through gradient; the low codes none.
+        x_hi, lo, q = dual_codes(x, s, aq.qrange, self.qcfg.lo_bits, self.qcfg.midpoint)
+        y_hi = self._op(x_hi, w, b)
         if self.qcfg.decision == "output":
             y_map = self._as_map(y_hi)
             grid = self._grid(y_map)
             mask = self._decide(grid.reduce(y_map, self.qcfg.score) / self.score_scale, grid)
-            y_lo = self._op(lo * s, w, None)
-            return y_hi + grid.expand(mask).reshape(y_lo.shape) * y_lo
-        x_map = self._as_map((q * s).detach())
+            y_lo = self._low_pass(lo, s, w)
+            return grid.add_masked(y_map, self._as_map(y_lo), mask).reshape(y_hi.shape)
+        x_map = self._as_map(q * s.detach())
         grid = self._grid(x_map)
         mask = self._decide(grid.reduce(x_map, self.qcfg.score) / self.score_scale, grid)
-        lo_kept = grid.expand(mask).reshape(lo.shape) * lo
-        return y_hi + self._op(lo_kept * s, w, None)
+        lo_kept = grid.masked(self._as_map(lo), mask).reshape(lo.shape)
+        return y_hi + self._low_pass(lo_kept, s, w)
+
+    def _low_pass(self, lo: torch.Tensor, s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """``op(lo * s, w)`` without bias; its backward skips the unused input gradient."""
+        return low_pass(lo, s, w, self._op_nobias, self._weight_grad)
+
+    def _op_nobias(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return self._op(x, w, None)
+
+    def _weight_grad(self, x: torch.Tensor, g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Gradient of ``sum(g * op(x, w))`` with respect to ``w``."""
+        raise NotImplementedError
 
     def _split(self, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(hi_codes, lo_codes)`` with ``hi + lo == q``; gradients flow through the high part."""
@@ -205,7 +239,7 @@ class QuantLayerMixin:
                 )
             return torch.ones_like(score)
         if self.training:
-            mask = surrogate_mask(score, self.threshold, self.qcfg.temperature)
+            mask = hard_mask(score, self.threshold, self.qcfg.temperature)
         else:
             passed = score > self.threshold.view(1, -1, 1, 1)
             if self.qcfg.enforce_bounds:
@@ -215,7 +249,44 @@ class QuantLayerMixin:
         return mask
 
     def _k_bounds(self, grid: Grid) -> tuple[int, int]:
-        return grid.k_bounds(*self.bounds())
+        return self.group_bounds(grid)
+
+    # ----------------------------------------------------------------- calibration and recording
+    # The state behind these methods is plain attributes (never in the state dict, never
+    # broadcast by DDP); other modules steer it only through them.
+    def set_calibrating(self, on: bool) -> None:
+        """While on, a layer without calibrated thresholds refines everything instead of
+        refusing to run (threshold calibration of the layers before it); off also drops any
+        scores being collected."""
+        self._calibrating = on
+        if not on:
+            self._collected = None
+
+    def collect_scores(self) -> None:
+        """Start keeping the normalized group scores of every forward pass."""
+        self._collected = []
+
+    def take_scores(self) -> torch.Tensor:
+        """The scores kept since :meth:`collect_scores`, ``(N, blocks, gh, gw)``; stops keeping."""
+        if not self._collected:
+            raise RuntimeError(f"{self.layer_name}: no scores collected")
+        scores = torch.cat(self._collected)
+        self._collected = None
+        return scores
+
+    def record_masks(self, into: list[torch.Tensor] | None) -> None:
+        """Append each forward's hard mask ``(N, blocks, gh, gw)`` to ``into`` (None: stop)."""
+        self._recorded = into
+
+    def record_integers(self, into: dict[str, list[torch.Tensor]] | None) -> None:
+        """Append a frozen layer's input codes and accumulators of each forward to
+        ``into["codes"]`` and ``into["acc"]`` (None: stop)."""
+        self._int_record = into
+
+    @property
+    def int_wired(self) -> bool:
+        """True once :meth:`wire_input` said how this frozen layer gets its input codes."""
+        return bool(getattr(self, "_int_wired", False))
 
     # ----------------------------------------------------------------- frozen (integer) path
     def freeze(self) -> None:
@@ -303,12 +374,13 @@ class QuantLayerMixin:
             values = acc_map.to(torch.int64) * self.score_mult.view(1, -1, 1, 1)
             mask = self._decide_int(int_group_score(values, grid, self.qcfg.score), grid)
             acc_lo = self._op(lo, w, None)
-            acc = acc_hi + grid.expand(mask).reshape(acc_lo.shape) * acc_lo
+            acc = grid.add_masked(acc_map, self._as_map(acc_lo), mask).reshape(acc_hi.shape)
         else:
             q_map = self._as_map(codes)
             grid = self._grid(q_map)
             mask = self._decide_int(int_group_score(q_map, grid, self.qcfg.score), grid)
-            acc = acc_hi + self._op(grid.expand(mask).reshape(lo.shape) * lo, w, None)
+            lo_kept = grid.masked(self._as_map(lo), mask).reshape(lo.shape)
+            acc = acc_hi + self._op(lo_kept, w, None)
         return self._frozen_out(codes, acc, x)
 
     def _decide_int(self, score: torch.Tensor, grid: Grid) -> torch.Tensor:
@@ -322,12 +394,12 @@ class QuantLayerMixin:
     def _frozen_out(self, codes: torch.Tensor, acc: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``acc * acc_scale``: float64 between wired layers (exact), else the float dtype."""
         acc_int = acc.to(torch.int64)
-        record = getattr(self, "_int_record", None)
+        record = self._int_record
         if record is not None:
             record["codes"].append(codes.cpu())
             record["acc"].append(acc_int.cpu())
         out = acc * channel_param(self.acc_scale, acc)
-        if not getattr(self, "_int_wired", False):
+        if not self.int_wired:
             return out.to(x.dtype)
         dtype = getattr(self, "int_out_dtype", None)
         return out if dtype is None else out.to(dtype)
@@ -352,19 +424,21 @@ class QuantLayerMixin:
         self.stat_block_refined += hard.sum(dim=(0, 2, 3)).double().cpu()
         self.stat_block_groups += float(n * grid.n_groups)
         elems = counts.sum() * n
-        ref_elems = (hard.to(counts.dtype) * counts).sum()
+        # One element per cell: the counts are all one and the products with them no-ops.
+        unit = grid.per_element
+        ref_elems = hard.sum().to(counts.dtype) if unit else (hard.to(counts.dtype) * counts).sum()
         if self.qcfg.decision == "output":
             per = self.macs_per_output()
             ref_macs, macs = ref_elems * per, elems * per
         else:
-            ref_macs = self._input_refined_macs(grid.expand(hard.to(counts.dtype)))
+            ref_macs = self._input_refined_macs(hard, grid)
             macs = n * self._dense_macs_per_sample()
         self.stat_totals += torch.tensor(
             [float(ref_elems), float(elems), float(ref_macs), float(macs)], dtype=torch.float64
         )
         if self.training:
             self.last_block_ratio = mask.mean(dim=(0, 2, 3))
-            self.last_mac_ratio = (mask * counts).sum() / elems
+            self.last_mac_ratio = (mask.sum() if unit else (mask * counts).sum()) / elems
             self.last_macs = float(macs) / n
         if self._recorded is not None:
             self._recorded.append(hard.cpu())
@@ -381,7 +455,20 @@ class QuantLayerMixin:
     def _dense_macs_per_sample(self) -> int:
         raise NotImplementedError
 
-    def _input_refined_macs(self, mask_in: torch.Tensor) -> float:
+    def _input_refined_macs(self, hard: torch.Tensor, grid: Grid) -> float:
+        """Low-pass MACs of the refined inputs, from the ``(N, blocks, gh, gw)`` input mask."""
+        # Each input element feeds as many MACs as outputs read it; summed per cell once per
+        # geometry, so the count needs no full-resolution mask.
+        key = (grid, hard.device)
+        if self._cell_fanout_key != key:
+            ones = torch.ones(1, grid.channels, grid.height, grid.width, dtype=torch.float64)
+            fanout = ones * self._input_fanout(grid.height, grid.width)
+            self._cell_fanout = grid.reduce(fanout, "sum")[0].to(hard.device)
+            self._cell_fanout_key = key
+        return float((hard.double() * self._cell_fanout).sum())
+
+    def _input_fanout(self, height: int, width: int) -> torch.Tensor:
+        """MACs each input pixel of one channel feeds, as a ``(height, width)`` map."""
         raise NotImplementedError
 
 
@@ -425,14 +512,32 @@ class QuantConv2d(QuantLayerMixin, nn.Conv2d):
     def _dense_macs_per_sample(self) -> int:
         return self.out_channels * self._out_hw[0] * self._out_hw[1] * self.macs_per_output()
 
-    def _input_refined_macs(self, mask_in: torch.Tensor) -> float:
-        # Count, for every output, the refined inputs in its window: a conv with unit weights.
-        n, c, h, w = mask_in.shape
-        g = self.groups
-        per_group = mask_in.reshape(n, g, c // g, h, w).sum(dim=2)
-        ones = torch.ones(g, 1, *self.kernel_size, dtype=mask_in.dtype, device=mask_in.device)
-        hits = F.conv2d(per_group, ones, None, self.stride, self.padding, self.dilation, g)
-        return float(hits.sum()) * (self.out_channels // g)
+    def _input_fanout(self, height: int, width: int) -> torch.Tensor:
+        # How many output windows read each input pixel (the input gradient of a unit-weight
+        # conv), times the output channels of its group.
+        ones = torch.ones(1, 1, *self.kernel_size, dtype=torch.float64)
+        oh, ow = self._out_hw
+        reads = torch.nn.grad.conv2d_input(
+            (1, 1, height, width),
+            ones,
+            torch.ones(1, 1, oh, ow, dtype=torch.float64),
+            self.stride,
+            self.padding,
+            self.dilation,
+        )
+        return reads[0, 0] * (self.out_channels // self.groups)
+
+    def _weight_grad(self, x: torch.Tensor, g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.padding, str):  # "same"/"valid": let autograd derive the geometry
+            with torch.enable_grad():
+                wt = w.detach().requires_grad_(True)
+                (grad,) = torch.autograd.grad(self._op(x, wt, None), wt, g)
+            return grad
+        _, grad, _ = torch.ops.aten.convolution_backward(
+            g, x, w, None, list(self.stride), list(self.padding), list(self.dilation),
+            False, [0, 0], self.groups, [False, True, False],
+        )
+        return grad
 
 
 class QuantLinear(QuantLayerMixin, nn.Linear):
@@ -468,5 +573,8 @@ class QuantLinear(QuantLayerMixin, nn.Linear):
     def _dense_macs_per_sample(self) -> int:
         return self.in_features * self.out_features
 
-    def _input_refined_macs(self, mask_in: torch.Tensor) -> float:
-        return float(mask_in.sum()) * self.out_features
+    def _input_fanout(self, height: int, width: int) -> torch.Tensor:
+        return torch.full((height, width), float(self.out_features), dtype=torch.float64)
+
+    def _weight_grad(self, x: torch.Tensor, g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return g.t().mm(x)

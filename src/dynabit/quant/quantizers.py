@@ -109,13 +109,18 @@ class ActQuantizer(nn.Module):
         """The positive step size."""
         return self.act_scale.abs().clamp_min(1e-12)
 
-    def codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Integer codes of ``x`` (float dtype, straight-through) and the scale to dequantize."""
-        qn, qp = self.qrange
+    def scale_for_codes(self, x: torch.Tensor) -> torch.Tensor:
+        """The step size that quantizes ``x``: while training, with LSQ's gradient scaling."""
         s = self.scale()
         if self.training:
             per_sample = x[0].numel() if x.dim() > 1 else x.numel()
-            s = grad_scale(s, 1.0 / math.sqrt(max(1, per_sample) * qp))
+            s = grad_scale(s, 1.0 / math.sqrt(max(1, per_sample) * self.qrange[1]))
+        return s
+
+    def codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Integer codes of ``x`` (float dtype, straight-through) and the scale to dequantize."""
+        qn, qp = self.qrange
+        s = self.scale_for_codes(x)
         q = torch.clamp(round_ste(x / s), qn, qp)
         return q, s
 

@@ -134,12 +134,14 @@ def frozen_reference(model: nn.Module, layer_name: str, x: torch.Tensor) -> Refe
     layer = layers[layer_name]
     record: dict[str, list[torch.Tensor]] = {"codes": [], "acc": []}
     masks: list[torch.Tensor] = []
-    layer._int_record, layer._recorded = record, masks
+    layer.record_integers(record)
+    layer.record_masks(masks)
     try:
         with torch.no_grad():
             model(x)
     finally:
-        layer._int_record, layer._recorded = None, None
+        layer.record_integers(None)
+        layer.record_masks(None)
     acc = torch.cat(record["acc"]).to(torch.int64)
     acc = acc.reshape(acc.shape[0], acc.shape[1], *(acc.shape[2:] or (1, 1)))
     return Reference(acc.numpy(), torch.cat(masks).numpy().astype(bool), "frozen torch")

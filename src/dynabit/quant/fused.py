@@ -1,0 +1,175 @@
+"""Fused training kernels of the quantized layers (custom autograd functions).
+
+Each function computes what the plain composition of torch ops computed before, with fewer
+full-size intermediates and only the gradients that are used:
+
+- :func:`dual_codes`: activation codes, their split and the dequantized high part in one pass,
+  with the straight-through / LSQ gradients written out (no chain of six elementwise nodes);
+- :func:`low_pass`: the low-pass product ``op(lo * s, W)``, whose input ``lo`` carries no
+  gradient, so its backward computes the weight gradient only and the scale gradient from the
+  output (``dL/ds = sum(g * y) / s`` by linearity) instead of a full input-gradient convolution;
+- :func:`hard_mask`: the hard ``score > threshold`` mask whose backward is the sigmoid
+  surrogate's, computed only in the backward pass and only when something needs it.
+
+Values are identical to the composed ops; gradients agree up to float rounding (the tests in
+``tests/quant/test_quant_fused.py`` compare them with the composed reference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.autograd.function import FunctionCtx
+
+from dynabit.quant.quantizers import high_pass
+
+WeightGrad = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _split(
+    q: torch.Tensor, lo_bits: int, midpoint: bool
+) -> tuple[torch.Tensor, float, torch.Tensor]:
+    """``(h, unit, lo)`` of integer-valued codes with ``high_pass(q) == h * unit`` and
+    ``lo == q - high_pass(q)``, exactly."""
+    if midpoint:
+        hp = high_pass(q, lo_bits, True)
+        return hp, 1.0, q - hp
+    # floor(q / 2^b) == round((q - (2^b - 1) / 2) / 2^b) for integers q: the offset puts every
+    # quotient strictly inside (k - 1/2, k + 1/2), all steps are exact in binary, and round
+    # runs several times faster than floor or remainder on the CPU.
+    step = float(1 << lo_bits)
+    quot = q.sub((step - 1.0) / 2.0).mul_(1.0 / step).round_()
+    return quot, step, torch.add(q, quot, alpha=-step)
+
+
+class _DualCodes(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: FunctionCtx,
+        x: torch.Tensor,
+        s: torch.Tensor,
+        qn: int,
+        qp: int,
+        lo_bits: int,
+        midpoint: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        v = x / s
+        r = torch.round(v)
+        q = r.clamp(qn, qp)
+        passed = q == r  # where the clamp lets the straight-through gradient pass
+        del r
+        if lo_bits > 0:
+            h, unit, lo = _split(q, lo_bits, midpoint)
+        else:
+            h, unit, lo = q, 1.0, q.new_empty(0)
+        ctx.save_for_backward(v, passed, h)
+        ctx.unit = unit  # type: ignore[attr-defined]
+        ctx.mark_non_differentiable(lo, q)
+        # (h * unit) * s == h * (unit * s) exactly: unit is a power of two.
+        return h * (s * unit), lo, q
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: FunctionCtx, g: torch.Tensor, _g_lo: torch.Tensor, _g_q: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        v, passed, h = ctx.saved_tensors  # type: ignore[attr-defined]
+        g = g.contiguous()
+        grad_x = torch.where(passed, g, 0.0)
+        grad_s = None
+        if ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
+            # d(hi * s)/ds = hi + s * d(hi)/ds, and d(hi)/ds = -v / s where the codes pass.
+            # Cascade sums (not a BLAS dot): a batch split across processes must round alike.
+            grad_s = (g * h).sum() * ctx.unit - (grad_x * v).sum()  # type: ignore[attr-defined]
+        return grad_x, grad_s, None, None, None, None
+
+
+def dual_codes(
+    x: torch.Tensor, s: torch.Tensor, qrange: tuple[int, int], lo_bits: int, midpoint: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(hi * s, lo, q)`` of ``q = clamp(round(x / s))``: the dequantized high part (with the
+    straight-through gradient to ``x`` and the LSQ gradient to ``s``), the low codes and the
+    codes (no gradient). ``lo_bits == 0``: a static layer, ``hi == q`` and ``lo`` is empty."""
+    qn, qp = qrange
+    if torch.is_grad_enabled() and (x.requires_grad or s.requires_grad):
+        return _DualCodes.apply(x, s, qn, qp, lo_bits, midpoint)
+    q = torch.round(x / s).clamp_(qn, qp)
+    if lo_bits == 0:
+        return q * s, q.new_empty(0), q
+    h, unit, lo = _split(q, lo_bits, midpoint)
+    return h * (s * unit), lo, q
+
+
+class _LowPass(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: FunctionCtx,
+        lo: torch.Tensor,
+        s: torch.Tensor,
+        w: torch.Tensor,
+        op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        weight_grad: WeightGrad,
+    ) -> torch.Tensor:
+        inp = lo * s
+        y = op(inp, w)
+        ctx.save_for_backward(inp, y, s, w)
+        ctx.weight_grad = weight_grad  # type: ignore[attr-defined]
+        return y
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        inp, y, s, w = ctx.saved_tensors  # type: ignore[attr-defined]
+        needs = ctx.needs_input_grad  # type: ignore[attr-defined]
+        g = g.contiguous()
+        grad_s = (g * y).sum() / s if needs[1] else None
+        grad_w = ctx.weight_grad(inp, g, w) if needs[2] else None  # type: ignore[attr-defined]
+        return None, grad_s, grad_w, None, None
+
+
+def low_pass(
+    lo: torch.Tensor,
+    s: torch.Tensor,
+    w: torch.Tensor,
+    op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    weight_grad: WeightGrad,
+) -> torch.Tensor:
+    """``op(lo * s, w)`` for codes ``lo`` that carry no gradient (``op`` is linear, no bias)."""
+    if lo.requires_grad or not torch.is_grad_enabled():
+        return op(lo * s, w)
+    return _LowPass.apply(lo, s, w, op, weight_grad)
+
+
+class _HardMask(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: FunctionCtx, score: torch.Tensor, threshold: torch.Tensor, temperature: float
+    ) -> torch.Tensor:
+        t = threshold.view(1, -1, *([1] * (score.dim() - 2)))
+        ctx.save_for_backward(score, threshold)
+        ctx.temperature = temperature  # type: ignore[attr-defined]
+        return (score > t).to(score.dtype)
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        score, threshold = ctx.saved_tensors  # type: ignore[attr-defined]
+        t = threshold.view(1, -1, *([1] * (score.dim() - 2)))
+        soft = torch.sigmoid((score - t) / ctx.temperature)  # type: ignore[attr-defined]
+        d = torch.ops.aten.sigmoid_backward(g, soft) / ctx.temperature  # type: ignore[attr-defined]
+        grad_score = d if ctx.needs_input_grad[0] else None  # type: ignore[attr-defined]
+        grad_t = None
+        if ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
+            dims = [0, *range(2, d.dim())]
+            grad_t = -d.sum(dim=dims).reshape(threshold.shape)
+        return grad_score, grad_t, None
+
+
+def hard_mask(score: torch.Tensor, threshold: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hard ``score > threshold`` forward; sigmoid((score - threshold)/T) gradient backward.
+
+    ``threshold`` broadcasts over the block axis (dim 1). Without anything to differentiate
+    (a detached score and fixed thresholds) the surrogate is not computed at all.
+    """
+    if torch.is_grad_enabled() and (score.requires_grad or threshold.requires_grad):
+        return _HardMask.apply(score, threshold, temperature)
+    t = threshold.view(1, -1, *([1] * (score.dim() - 2)))
+    return (score > t).to(score.dtype)
