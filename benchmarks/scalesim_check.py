@@ -17,7 +17,10 @@ layer:
 
 Each SCALE-Sim layer run is cached under ``runs/scalesim_check/`` (``--cache``: its topology,
 config, reports and timing), so an interrupted run resumes where it stopped; a cached run whose
-topology or config differs from the case's is run again. Run it niced in the background::
+topology or config differs from the case's is run again. With the default cache, every
+finished SCALE-Sim case is also appended to ``benchmarks/results/scalesim_reference.jsonl``
+(committed, keyed by case and a digest of its inputs), so a fresh checkout resumes from the
+cases already run instead of repeating hours of SCALE-Sim. Run it niced in the background::
 
     nice -n 19 python benchmarks/scalesim_check.py > runs/scalesim_check/log.txt 2>&1 &
 
@@ -36,6 +39,7 @@ Writes ``benchmarks/results/scalesim.json`` (``--out``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -49,6 +53,9 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv-scalesim"
 CACHE = ROOT / "runs" / "scalesim_check"
 RESULT = ROOT / "benchmarks" / "results" / "scalesim.json"
+# SCALE-Sim's results per finished case, committed: its full run takes hours, and a fresh
+# checkout has no ``runs/`` cache. Written only by this benchmark, only with the default cache.
+LEDGER = ROOT / "benchmarks" / "results" / "scalesim_reference.jsonl"
 
 DRIVER = r"""
 import json, os, shutil, sys, time
@@ -92,25 +99,63 @@ def layout_text(name: str) -> str:
     return f"{head}\n{name}, {vals},\n"
 
 
-def cached_layer(cache: Path, key: str, layer, conf) -> dict | None:
+def inputs_digest(layer, conf) -> str:
+    """Fingerprint of one case's SCALE-Sim inputs (topology row and config text)."""
+    from dynabit.hardware.scalesim import format_topology
+
+    text = format_topology([layer]) + "\n" + conf.to_text()
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Ledger:
+    """SCALE-Sim's result per case, one JSON line each, keyed by case and inputs digest."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.rows: dict[tuple[str, str], dict] = {}
+        if path is not None and path.exists():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    self.rows[(row["key"], row["inputs"])] = row["result"]
+
+    def get(self, key: str, digest: str) -> dict | None:
+        return self.rows.get((key, digest))
+
+    def put(self, key: str, digest: str, result: dict) -> None:
+        if self.path is None or (key, digest) in self.rows:
+            return
+        self.rows[(key, digest)] = result
+        with self.path.open("a") as f:
+            f.write(json.dumps({"key": key, "inputs": digest, "result": result}) + "\n")
+
+
+def cached_layer(cache: Path, key: str, layer, conf, ledger: Ledger | None = None) -> dict | None:
     """SCALE-Sim's cached result for one case, or None (not run, or run on other inputs)."""
     from dynabit.hardware.scalesim import format_topology
 
+    digest = inputs_digest(layer, conf)
     d = cache / key
     res = d / "out" / "result.json"
-    if not res.exists():
-        return None
-    same = (d / "topo.csv").read_text() == format_topology([layer]) and (
-        d / "scale.cfg"
-    ).read_text() == conf.to_text()
-    return json.loads(res.read_text()) if same else None
+    if (
+        res.exists()
+        and (d / "topo.csv").read_text() == format_topology([layer])
+        and (d / "scale.cfg").read_text() == conf.to_text()
+    ):
+        hit = json.loads(res.read_text())
+        if ledger is not None:
+            ledger.put(key, digest, hit)
+        return hit
+    return None if ledger is None else ledger.get(key, digest)
 
 
-def scalesim_layer(py: Path, cache: Path, key: str, layer, conf) -> dict:
+def scalesim_layer(
+    py: Path, cache: Path, key: str, layer, conf, ledger: Ledger | None = None
+) -> dict:
     """SCALE-Sim's compute-report row and run time for one layer (cached)."""
     from dynabit.hardware.scalesim import format_topology
 
-    hit = cached_layer(cache, key, layer, conf)
+    hit = cached_layer(cache, key, layer, conf, ledger)
     if hit is not None:
         return hit
     d = cache / key
@@ -136,7 +181,10 @@ def scalesim_layer(py: Path, cache: Path, key: str, layer, conf) -> dict:
         cwd=d,
         stdout=subprocess.DEVNULL,
     )
-    return json.loads(res.read_text())
+    result = json.loads(res.read_text())
+    if ledger is not None:
+        ledger.put(key, inputs_digest(layer, conf), result)
+    return result
 
 
 def summarise(cases: list[dict], expected: int, argv: list[str]) -> dict:
@@ -202,6 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(1)
     except ImportError:
         pass
+    ledger = Ledger(LEDGER if args.cache == CACHE else None)
     py = None if args.partial else ensure_venv(args.venv)
     if not args.partial:
         args.cache.mkdir(parents=True, exist_ok=True)
@@ -233,11 +282,11 @@ def main(argv: list[str] | None = None) -> dict:
                     expected += 1
                     key = f"{net}_{df}_bw{bw}_a{args.size}_kb{args.sram_kb}_{i:02d}"
                     if args.partial:
-                        ref = cached_layer(args.cache, key, layer, conf)
+                        ref = cached_layer(args.cache, key, layer, conf, ledger)
                         if ref is None:
                             continue
                     else:
-                        ref = scalesim_layer(py, args.cache, key, layer, conf)
+                        ref = scalesim_layer(py, args.cache, key, layer, conf, ledger)
                     t0, c0 = time.perf_counter(), time.process_time()
                     ours = simulate([layer.shape()], hw=hw, mode="dense", memory="scalesim")
                     dt, dc = time.perf_counter() - t0, time.process_time() - c0

@@ -62,3 +62,22 @@ def test_partial_summary_from_the_cache_without_running_scalesim(tmp_path):
     assert summary["complete"] and summary["layers"] == 3
     assert summary["speedup_basis"] == "wall"
     assert summary["speedup_vs_scalesim"] == 90.0 / summary["seconds_ours"]
+
+
+def test_ledger_keeps_finished_cases_for_a_fresh_checkout(tmp_path):
+    bench = _bench()
+    layer = read_topology(EXAMPLES / "alexnet.csv")[0]
+    conf = ScaleSimConfig("alexnet_os_50", 32, 32, 64, 64, 64, "os", 50, True, 50, 50)
+    cache, path = tmp_path / "cache", tmp_path / "ledger.jsonl"
+    _cache(cache, 0, layer, conf, 1000, 10, 2.0)
+    key = "alexnet_os_bw50_a32_kb64_00"
+    hit = bench.cached_layer(cache, key, layer, conf, bench.Ledger(path))
+    assert hit["compute_report"][3] == 10 and len(path.read_text().splitlines()) == 1
+    # the cache folder is gone (a fresh checkout): the ledger answers, for these inputs only
+    fresh = bench.Ledger(path)
+    assert bench.cached_layer(tmp_path / "empty", key, layer, conf, fresh) == hit
+    other = ScaleSimConfig("alexnet_os_10", 32, 32, 64, 64, 64, "os", 10, True, 10, 10)
+    assert bench.cached_layer(tmp_path / "empty", key, layer, other, fresh) is None
+    # a case is recorded once
+    bench.cached_layer(cache, key, layer, conf, fresh)
+    assert len(path.read_text().splitlines()) == 1
