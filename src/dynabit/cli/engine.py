@@ -107,12 +107,16 @@ def export_command(
     Without --program/--onnx both are written into the run directory given
     (program.safetensors, model.onnx)."""
     from dynabit.engine import load_program, lower_checkpoint
+    from dynabit.utils.files import check_writable_file
 
     result: dict[str, Any] = {}
     with user_errors():
         from_program = _is_program(path)
         if program_out is None and onnx_out is None:
             program_out, onnx_out = default_outputs(path, from_program)
+        for out in (program_out, onnx_out):  # an unwritable output fails before any work
+            if out is not None:
+                check_writable_file(out)
         quiet = from_program or as_json or not path.exists()  # a bad path: just its error
         with _step("lowering the model to an integer program", quiet):
             program = load_program(path) if from_program else lower_checkpoint(path)

@@ -35,11 +35,17 @@ def as_os_error(e: Exception, path: str | Path) -> OSError:
 
 
 def check_writable_file(path: str | Path) -> None:
-    """Refuse an output path that is an existing directory before anything is written."""
-    if Path(path).is_dir():
+    """Refuse an output path that is an existing directory, or whose existing folder cannot be
+    written (read-only file system, no permission), before anything is written."""
+    p = Path(path)
+    if p.is_dir():
         raise IsADirectoryError(
             errno.EISDIR, "is a directory; give the name of a file to write", str(path)
         )
+    folder = p.parent
+    if folder.is_dir() and not os.access(folder, os.W_OK):
+        code = errno.EROFS if os.statvfs(folder).f_flag & os.ST_RDONLY else errno.EACCES
+        raise OSError(code, os.strerror(code), str(path))
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
