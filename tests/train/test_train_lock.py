@@ -124,3 +124,29 @@ def test_a_grid_that_repeats_a_point_is_refused_before_anything_trains(tmp_path)
     with pytest.raises(ValueError, match="'budget=5.0' is the same run as 'budget=5'"):
         run_sweep(sweep, tmp_path / "out2")
     assert not (tmp_path / "out2").exists()
+
+
+def test_every_rank_learns_that_rank_0_was_refused(tmp_path: Path, monkeypatch) -> None:
+    """Under DDP rank 0 takes the lock; its refusal is broadcast, so no rank waits for it."""
+    from dynabit.train import distributed
+    from dynabit.train.distributed import DistEnv
+    from dynabit.train.lock import RunDirLockedError, main_rank_lock
+
+    sent: list[object] = []
+
+    def broadcast(obj: object, env: DistEnv) -> object:  # rank 0's value, as the group would
+        if env.is_main:
+            sent.append(obj)
+        return sent[-1]
+
+    monkeypatch.setattr(distributed, "broadcast_object", broadcast)
+    run = tmp_path / "run"
+    run.mkdir()
+    with lock_held_elsewhere(run) as holder:  # another writer holds the directory
+        with pytest.raises(RunDirLockedError) as main_err, main_rank_lock(run, DistEnv(0, 2)):
+            pass
+        with pytest.raises(RunDirLockedError) as other_err, main_rank_lock(run, DistEnv(1, 2)):
+            pass
+    assert str(other_err.value) == str(main_err.value) and str(holder.pid) in str(main_err.value)
+    with main_rank_lock(run, DistEnv(0, 2)):  # free again: rank 0 proceeds, and says so
+        assert sent[-1] is None

@@ -12,11 +12,14 @@ import fcntl
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from dynabit.train.rundir import RunDirError
+
+if TYPE_CHECKING:
+    from dynabit.train.distributed import DistEnv
 
 LOCK_NAME = ".lock"
 
@@ -87,10 +90,19 @@ def run_dir_lock(path: str | Path, what: str = "run directory") -> Iterator[Path
 
 
 @contextmanager
-def main_rank_lock(path: str | Path, is_main: bool, what: str = "run directory") -> Iterator[None]:
-    """:func:`run_dir_lock` on rank 0 only (the one rank that writes); a no-op elsewhere."""
-    if not is_main:
-        yield
-        return
-    with run_dir_lock(path, what):
+def main_rank_lock(path: str | Path, env: DistEnv, what: str = "run directory") -> Iterator[None]:
+    """:func:`run_dir_lock` on rank 0 (the one rank that writes). Every rank learns rank 0's
+    outcome, so a refused lock stops all ranks instead of leaving the others waiting for it."""
+    from dynabit.train.distributed import broadcast_object
+
+    with ExitStack() as stack:
+        refusal = None
+        if env.is_main:
+            try:
+                stack.enter_context(run_dir_lock(path, what))
+            except RunDirLockedError as e:
+                refusal = str(e)
+        refusal = broadcast_object(refusal, env)
+        if refusal is not None:
+            raise RunDirLockedError(refusal)
         yield

@@ -465,7 +465,7 @@ class Trainer:
         :class:`~dynabit.train.lock.RunDirLockedError` when another process writes the run
         directory.
         """
-        with main_rank_lock(self.rd.path, self.env.is_main), stop_on_signals() as self.stop:
+        with main_rank_lock(self.rd.path, self.env), stop_on_signals() as self.stop:
             return self._run()
 
     def _threshold_record(self) -> dict[str, Any]:
@@ -551,7 +551,7 @@ def train(
     """
     env = init_distributed()
     try:
-        with main_rank_lock(run_dir, env.is_main):
+        with main_rank_lock(run_dir, env):
             return Trainer(cfg, run_dir, resume=resume, env=env, step_hook=step_hook).run()
     finally:
         shutdown(env)

@@ -72,7 +72,7 @@ def train_two_stage(
     if cfg.pretrain is None:
         raise ValueError("train_two_stage needs a config with a `pretrain` section")
     env = env or DistEnv()
-    with main_rank_lock(run_dir, env.is_main):
+    with main_rank_lock(run_dir, env):
         return _two_stages(cfg, run_dir, resume, env, step_hook)
 
 
@@ -117,7 +117,7 @@ def run_training(
     """
     env = init_distributed()
     try:
-        with main_rank_lock(run_dir, env.is_main):
+        with main_rank_lock(run_dir, env):
             if cfg is None:
                 cfg = RunDir(run_dir).resolve_config(None, resume)
             if cfg.two_stage:
