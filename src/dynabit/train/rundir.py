@@ -137,8 +137,9 @@ class RunDir:
         diff = _config_diff(saved, cfg)
         if diff:
             raise RunDirError(
-                f"config differs from the one saved in {str(self.config_path)!r}; a resumed run "
-                "must keep it (start a new --run-dir instead):\n  " + "\n  ".join(diff)
+                f"config differs from the one saved in {str(self.config_path)!r}: "
+                + "; ".join(diff)
+                + "; a resumed run must keep it (start a new --run-dir instead)"
             )
         return cfg
 
