@@ -131,6 +131,31 @@ def test_user_errors_exit_2_without_traceback(tmp_path, config_file):
     _user_error(["train", "-c", str(config_file), "-o", str(run), "--resume"], "differs")
 
 
+def test_resume_with_another_config_is_one_error_line_naming_the_fields(tmp_path, config_file):
+    """The real command line: the differing fields are named inside a single ``error:`` line."""
+    run = tmp_path / "run"
+    _ok(["train", "-c", str(config_file), "-o", str(run), "--fp32", "--epochs", "1"])
+    other = tmp_path / "other.yaml"
+    saved = load_run_config(run / "config.yaml")
+    save_run_config(
+        saved.model_copy(update={"train": saved.train.model_copy(update={"lr": 0.5})}), other
+    )
+    before = sorted(p.name for p in run.rglob("*"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "dynabit", "train", "-c", str(other), "-o", str(run), "--resume"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert "differs" in lines[0] and "lr" in lines[0], lines[0]
+    assert sorted(p.name for p in run.rglob("*")) == before  # nothing written or lost
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
