@@ -38,6 +38,11 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+# The corruptions and the lock holder are the reliability tests' own, so both check the same cases.
+sys.path.insert(0, str(ROOT / "tests"))
+from corruptions import CORRUPTIONS, GARBAGE, garbage_head, half, missing  # noqa: E402
+from lock_holder import lock_held_elsewhere  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "reliability.json"
 
 TINY_TRAIN: dict[str, Any] = {
@@ -59,7 +64,6 @@ TINY_TRAIN: dict[str, Any] = {
     "quantize": True,
 }
 TINY_QUANT: dict[str, Any] = {"budget": 5.0, "hardware": {"rows": 4, "cols": 4}}
-GARBAGE = b"\xff\xfe\x00\x9c" * 16
 
 
 def tiny(quant: dict[str, Any] | None = None, **train: Any) -> Any:
@@ -191,42 +195,7 @@ class Env:
 # ---------------------------------------------------------------------------- corruptions
 
 
-def half(p: Path) -> None:
-    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
-
-
-def empty(p: Path) -> None:
-    p.write_bytes(b"")
-
-
-def garbage(p: Path) -> None:
-    data = bytearray(p.read_bytes())
-    mid = len(data) // 2
-    data[mid : mid + len(GARBAGE)] = GARBAGE
-    p.write_bytes(bytes(data))
-
-
-def garbage_head(p: Path) -> None:
-    data = bytearray(p.read_bytes())
-    data[: len(GARBAGE)] = GARBAGE
-    p.write_bytes(bytes(data))
-
-
-def other_format(p: Path) -> None:
-    p.write_text("[train]\nepochs = 2\n")
-
-
-def missing(p: Path) -> None:
-    p.unlink()
-
-
-CORRUPT = {
-    "half": half,
-    "empty": empty,
-    "garbage": garbage,
-    "other_format": other_format,
-    "missing": missing,
-}
+CORRUPT = {**CORRUPTIONS, "missing": missing}
 
 
 def bump_digit(path: Path, pattern: bytes) -> None:
@@ -262,23 +231,6 @@ def idx_dir(path: Path, n: int = 40, sides: tuple[int, int] = (8, 8), top: int =
             labels[-1] = top
         write_idx(path / f"{prefix}-labels-idx1-ubyte", labels, gz)
     return path
-
-
-@contextmanager
-def lock_holder(path: Path):
-    code = (
-        "import sys, time\nfrom dynabit.train.lock import run_dir_lock\n"
-        "with run_dir_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(120)\n"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True, env=_env()
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait(timeout=30)
 
 
 @contextmanager
@@ -893,7 +845,7 @@ def _lock_and_sweep_cases() -> None:
     def locked(call: Callable[[Path], Any], exc: Any = RunDirLockedError, sub: str = "") -> Any:
         def fn(env: Env) -> Outcome:
             d = env.fresh() / "dir"
-            with lock_holder(d / sub if sub else d) as holder:
+            with lock_held_elsewhere(d / sub if sub else d, env=_env()) as holder:
                 out = expect_raises(lambda: call(d), exc, f"pid {holder.pid}")
             if out.verdict == "good" and (d / "checkpoints").exists():
                 return Outcome("silent", "the second writer wrote checkpoints")
@@ -1231,7 +1183,7 @@ def _cli_cases() -> None:
     def second_writer(env: Env) -> Outcome:
         run = env.run_copy()
         before = (run / "metrics.jsonl").read_bytes()
-        with lock_holder(run) as holder:
+        with lock_held_elsewhere(run, env=_env()) as holder:
             return expect_cli(
                 ["train", "-o", str(run), "--resume"],
                 f"pid {holder.pid}",
@@ -1242,7 +1194,7 @@ def _cli_cases() -> None:
 
     def killed_holder(env: Env) -> Outcome:
         run = env.run_copy()
-        with lock_holder(run):
+        with lock_held_elsewhere(run, env=_env()):
             pass  # killed with SIGKILL on leaving: the kernel drops its lock
         return expect_cli(["train", "-o", str(run), "--resume"], status=0)
 

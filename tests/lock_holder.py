@@ -18,10 +18,13 @@ _HOLD = (
 
 
 @contextmanager
-def lock_held_elsewhere(path: Path) -> Iterator[subprocess.Popen[str]]:
-    """Another process holds the lock of ``path`` for the ``with`` block (then is killed)."""
+def lock_held_elsewhere(
+    path: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """Another process (with environment ``env``, default this one's) holds the lock of
+    ``path`` for the ``with`` block (then is killed)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", _HOLD, str(path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", _HOLD, str(path)], stdout=subprocess.PIPE, text=True, env=env
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "held"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_process import dynabit_process, one_error_line
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -141,18 +142,16 @@ def test_resume_with_another_config_is_one_error_line_naming_the_fields(tmp_path
         saved.model_copy(update={"train": saved.train.model_copy(update={"lr": 0.5})}), other
     )
     before = sorted(p.name for p in run.rglob("*"))
-    proc = subprocess.run(
-        [sys.executable, "-m", "dynabit", "train", "-c", str(other), "-o", str(run), "--resume"],
-        capture_output=True,
-        text=True,
+    proc = dynabit_process(
+        "train",
+        "-c",
+        str(other),
+        "-o",
+        str(run),
+        "--resume",
         env={**os.environ, "PYTHONPATH": str(SRC)},
-        stdin=subprocess.DEVNULL,
-        timeout=300,
     )
-    assert proc.returncode == 2, proc.stderr
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
-    assert "differs" in lines[0] and "lr" in lines[0], lines[0]
+    one_error_line(proc, "differs", "train.lr")
     assert sorted(p.name for p in run.rglob("*")) == before  # nothing written or lost
 
 

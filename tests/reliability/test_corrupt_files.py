@@ -20,6 +20,15 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from corruptions import (
+    CORRUPTIONS,
+    GARBAGE,
+    empty,
+    garbage_head,
+    half_lines,
+    json_list,
+    yaml_wrong_type,
+)
 from tiny_runs import tiny_cfg
 
 from dynabit.config import ConfigError, HardwareConfig, QuantConfig, load, save
@@ -48,59 +57,6 @@ from dynabit.train.rundir import RunDir, RunDirError
 torch.set_num_threads(1)
 
 
-GARBAGE = b"\xff\xfe\x00\x9c" * 16  # not UTF-8; as float32 these bytes are NaN
-
-
-# ------------------------------------------------------------------------------ corruptions
-
-
-def half(p: Path) -> None:
-    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
-
-
-def empty(p: Path) -> None:
-    p.write_bytes(b"")
-
-
-def garbage(p: Path) -> None:
-    data = bytearray(p.read_bytes())
-    mid = len(data) // 2
-    data[mid : mid + len(GARBAGE)] = GARBAGE
-    p.write_bytes(bytes(data))
-
-
-def half_lines(p: Path) -> None:
-    """Cut at the line end nearest the middle: for YAML, often still valid YAML."""
-    lines = p.read_text().splitlines(keepends=True)
-    p.write_text("".join(lines[: len(lines) // 2]))
-
-
-def garbage_head(p: Path) -> None:
-    data = bytearray(p.read_bytes())
-    data[: len(GARBAGE)] = GARBAGE
-    p.write_bytes(bytes(data))
-
-
-def other_format(p: Path) -> None:
-    """Text of another format: INI for YAML/JSON files, YAML for binary ones."""
-    binary = p.suffix in (".safetensors", ".dbp", ".gz", "") and p.name != "latest"
-    p.write_text("train:\n  epochs: 2\n" if binary else "[train]\nepochs = 2\n")
-
-
-def json_list(p: Path) -> None:
-    p.write_text("[1, 2, 3]\n")
-
-
-def yaml_wrong_type(p: Path) -> None:
-    p.write_text("train:\n  epochs: two\nquant: {}\npretrain: null\n")
-
-
-CORRUPTIONS: dict[str, Callable[[Path], None]] = {
-    "half": half,
-    "empty": empty,
-    "garbage": garbage,
-    "other_format": other_format,
-}
 BINARY = ["half", "empty", "garbage", "other_format"]
 
 

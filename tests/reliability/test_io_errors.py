@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from cli_process import dynabit_process, one_error_line
 from fs_fixtures import grow, read_only, small_tmpfs
 from tiny_runs import tiny_cfg
 
@@ -19,22 +18,6 @@ from dynabit.config.run import save_run_config
 from dynabit.train import RunDir, train
 
 torch.set_num_threads(1)
-
-
-def _dynabit(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dynabit", *args], capture_output=True, text=True, timeout=300
-    )
-
-
-def _error_line(res: subprocess.CompletedProcess[str], *needles: str) -> str:
-    assert res.returncode == 2, res.stdout + res.stderr
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip() and "%|" not in ln]
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    assert "Traceback" not in res.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
 
 
 def _no_temporaries(folder: Path) -> None:
@@ -65,17 +48,17 @@ def test_disk_full_during_training_is_one_line_and_resumes(tmp_path: Path) -> No
             run = tmp_path / "run"
             run.mkdir()
             (run / "metrics.jsonl").symlink_to("/dev/full")
-            res = _dynabit("train", "-c", str(cfg), "-o", str(run))
-            _error_line(res, "No space left on device", str(run / "metrics.jsonl"))
+            res = dynabit_process("train", "-c", str(cfg), "-o", str(run))
+            one_error_line(res, "No space left on device", str(run / "metrics.jsonl"))
             return
         run = disk / "run"
-        res = _dynabit("train", "-c", str(cfg), "-o", str(run))
-        line = _error_line(res, "No space left on device", str(run / "checkpoints"))
+        res = dynabit_process("train", "-c", str(cfg), "-o", str(run))
+        line = one_error_line(res, "No space left on device", str(run / "checkpoints"))
         assert "earlier checkpoints are intact" in line
         _no_temporaries(run)
         assert RunDir(run).latest().name == "step-00000002"  # the first one fitted: kept
         grow(disk, 8 * ck_kib)
-        res = _dynabit("train", "-o", str(run), "--resume")
+        res = dynabit_process("train", "-o", str(run), "--resume")
         assert res.returncode == 0, res.stderr
         assert RunDir(run).read_summary()["global_step"] == 6
 
@@ -92,10 +75,14 @@ def test_read_only_folder_is_one_line(tmp_path: Path, trained: Path) -> None:
                 p.chmod(0o555)
         cause = "Read-only file system" if ro is not None else "Permission denied"
         try:
-            _error_line(_dynabit("train", "-c", str(cfg), "-o", str(folder / "new")), cause)
-            _error_line(_dynabit("train", "-o", str(run), "--resume"), cause, str(run))
+            one_error_line(
+                dynabit_process("train", "-c", str(cfg), "-o", str(folder / "new")), cause
+            )
+            one_error_line(dynabit_process("train", "-o", str(run), "--resume"), cause, str(run))
             out = folder / "program.safetensors"
-            _error_line(_dynabit("export", str(run), "--program", str(out), "--no-check"), cause)
+            one_error_line(
+                dynabit_process("export", str(run), "--program", str(out), "--no-check"), cause
+            )
             assert not out.exists()
         finally:
             if ro is None:
@@ -111,7 +98,7 @@ def test_output_paths_that_name_a_file_or_a_directory(tmp_path: Path, trained: P
     folder.mkdir()
     (folder / "inside").write_text("keep me too")
     program = tmp_path / "p.safetensors"
-    line = _error_line(_dynabit("train", "-c", str(cfg), "-o", str(taken)), str(taken))
+    line = one_error_line(dynabit_process("train", "-c", str(cfg), "-o", str(taken)), str(taken))
     assert "is a file, not a directory" in line
     for args in (
         ("export", str(trained), "--program", str(folder), "--no-check"),
@@ -119,7 +106,7 @@ def test_output_paths_that_name_a_file_or_a_directory(tmp_path: Path, trained: P
         ("run-int", str(trained / "program.safetensors"), "--trace", str(folder)),
     ):
         if args[0] == "run-int" and not (trained / "program.safetensors").exists():
-            assert _dynabit("export", str(trained), "--no-check").returncode == 0
-        _error_line(_dynabit(*args), str(folder), "is a directory")
+            assert dynabit_process("export", str(trained), "--no-check").returncode == 0
+        one_error_line(dynabit_process(*args), str(folder), "is a directory")
     assert taken.read_text() == "keep me" and (folder / "inside").read_text() == "keep me too"
     assert sorted(os.listdir(folder)) == ["inside"]

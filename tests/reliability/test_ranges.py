@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import logging
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_process import dynabit_process, one_error_line
 from digits_fixtures import fp32_digits_cnn
 from tiny_runs import tiny_cfg
 
@@ -24,21 +23,6 @@ from dynabit.quant import calibrate, convert, prepare
 from dynabit.train import train
 
 torch.set_num_threads(1)
-
-
-def _dynabit(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dynabit", *args], capture_output=True, text=True, timeout=300
-    )
-
-
-def _error_line(res: subprocess.CompletedProcess[str], *needles: str) -> str:
-    assert res.returncode == 2, res.stdout + res.stderr
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -83,10 +67,10 @@ def test_config_values_are_checked_at_load(section, field, value, needle) -> Non
 
 
 def test_cli_seed_beyond_64_bits_fails_before_the_run_dir_exists(tmp_path: Path) -> None:
-    res = _dynabit(
+    res = dynabit_process(
         "train", "-o", str(tmp_path / "run"), "--seed", str(2**64), "--dataset", "digits"
     )
-    _error_line(res, "seed", str(2**64))
+    one_error_line(res, "seed", str(2**64))
     assert not (tmp_path / "run").exists()
 
 
@@ -102,8 +86,8 @@ def test_train_and_test_splits_of_different_image_sizes(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="train images are 1x8x8, test images 1x10x10"):
         train(cfg, tmp_path / "run")
     save_run_config(cfg, tmp_path / "cfg.yaml")
-    res = _dynabit("train", "-c", str(tmp_path / "cfg.yaml"), "-o", str(tmp_path / "run2"))
-    _error_line(res, "1x8x8", "1x10x10")
+    res = dynabit_process("train", "-c", str(tmp_path / "cfg.yaml"), "-o", str(tmp_path / "run2"))
+    one_error_line(res, "1x8x8", "1x10x10")
     assert not (tmp_path / "run2" / "checkpoints").exists()
 
 
@@ -118,12 +102,12 @@ def test_train_and_test_splits_of_different_image_sizes(tmp_path: Path) -> None:
     ],
 )
 def test_simulate_ranges_and_memory_estimate(args, needle) -> None:
-    _error_line(_dynabit("simulate", "--network", "resnet18", *args), needle)
+    one_error_line(dynabit_process("simulate", "--network", "resnet18", *args), needle)
 
 
 @pytest.mark.parametrize("size", ["-4", "0"])
 def test_eval_batch_size_out_of_range(tmp_path: Path, size: str) -> None:
-    _error_line(_dynabit("eval", str(tmp_path), "--batch-size", size), f"got {size}")
+    one_error_line(dynabit_process("eval", str(tmp_path), "--batch-size", size), f"got {size}")
 
 
 # ------------------------------------------------------------------ class 5: contradictions
@@ -131,10 +115,12 @@ def test_eval_batch_size_out_of_range(tmp_path: Path, size: str) -> None:
 
 def test_resume_without_a_run_is_refused(tmp_path: Path) -> None:
     missing = tmp_path / "missing"
-    _error_line(_dynabit("train", "-o", str(missing), "--resume"), "does not exist")
+    one_error_line(dynabit_process("train", "-o", str(missing), "--resume"), "does not exist")
     assert not missing.exists()
     (tmp_path / "empty").mkdir()
-    _error_line(_dynabit("train", "-o", str(tmp_path / "empty"), "--resume"), "no run to resume")
+    one_error_line(
+        dynabit_process("train", "-o", str(tmp_path / "empty"), "--resume"), "no run to resume"
+    )
     assert list((tmp_path / "empty").iterdir()) == []
 
 
@@ -149,8 +135,8 @@ def test_override_matching_no_layer_is_an_error(tmp_path: Path) -> None:
         prepare(_digits_model(), cfg)
     run_cfg = tiny_cfg({"overrides": cfg.model_dump()["overrides"]}, quantize=True)
     save_run_config(run_cfg, tmp_path / "cfg.yaml")
-    res = _dynabit("train", "-c", str(tmp_path / "cfg.yaml"), "-o", str(tmp_path / "run"))
-    _error_line(res, "matches no quantizable layer")
+    res = dynabit_process("train", "-c", str(tmp_path / "cfg.yaml"), "-o", str(tmp_path / "run"))
+    one_error_line(res, "matches no quantizable layer")
 
 
 def test_uniform_bits_with_an_unused_budget_warns(caplog: pytest.LogCaptureFixture) -> None:
