@@ -6,7 +6,9 @@ masks are synthetic at ``--ratio`` or read from an ``.npz`` written by
 ``dynabit.hardware.save_masks`` (``--masks``). With ``--checkpoint`` (a trained quantized run)
 or ``--program`` (an integer program file) the shapes and the masks come from the decisions
 that the first ``--images`` test images of the dataset really produced, in the model or in
-the integer engine.
+the integer engine. The work is :func:`dynabit.hardware.run_simulation`'s (and, for
+``--topology``, :func:`dynabit.hardware.scalesim.simulate_scalesim`'s); this module parses the
+options, calls it and prints.
 """
 
 from __future__ import annotations
