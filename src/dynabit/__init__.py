@@ -12,7 +12,9 @@ The main entry point of each stage, on the data's path:
 - train: :func:`run_training` (a run directory from a config), :func:`load_model`,
   :func:`evaluate_checkpoint`
 - integer engine: :func:`lower`, :func:`lower_checkpoint`, :func:`evaluate_program`
-- accelerator model: :func:`simulate_run` (model, program or run + images -> cycles, energy)
+- accelerator model: :func:`run_simulation` (what ``dynabit simulate`` does: a model, program
+  or named network, real or synthetic masks, a hardware config -> cycles, traffic, energy),
+  :func:`simulate_run` (its shortcut for a model, program or run and its images)
 - export: :func:`export_onnx`, :func:`check_onnx`
 - the main job and its report: :func:`run_demo`, :func:`write_report`
 
@@ -43,6 +45,7 @@ _LAZY = {
     "lower": "dynabit.engine",
     "lower_checkpoint": "dynabit.engine",
     "evaluate_program": "dynabit.engine",
+    "run_simulation": "dynabit.hardware",
     "simulate_run": "dynabit.hardware",
     "export_onnx": "dynabit.export",
     "check_onnx": "dynabit.export",
@@ -76,6 +79,7 @@ __all__ = [
     "record_decisions",
     "reset_stats",
     "run_demo",
+    "run_simulation",
     "run_training",
     "simulate_run",
     "write_report",

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from dynabit.config import HardwareConfig
-from dynabit.config.layer import GridGeometry, LayerSpec, group_budget, hardware_units
+from dynabit.config.layer import (
+    GridGeometry,
+    LayerSpec,
+    group_budget,
+    hardware_split,
+    hardware_units,
+)
 
 
 def test_grid_ceils_and_pads_partial_edges() -> None:
@@ -94,3 +100,9 @@ def test_hardware_units_fill_only_what_is_missing() -> None:
     )
     assert hardware_units(hw, (1, 2), None, aligned=False) == ((1, 2), 16)
     assert hardware_units(hw, None, 5) == (hw.aligned_units()[0], 5)
+
+
+def test_hardware_split_is_one_chunk_at_most_the_width() -> None:
+    assert hardware_split(HardwareConfig(act_chunk_bits=4), 8) == 4
+    assert hardware_split(HardwareConfig(act_chunk_bits=4), 3) == 3
+    assert hardware_split(HardwareConfig(act_chunk_bits=2), 8) == 2

@@ -10,9 +10,7 @@ from dynabit.hardware.shapes import LayerShape
 
 
 def _shape(**kw) -> LayerShape:
-    base = dict(
-        name="c", kind="conv", in_channels=16, out_channels=32, in_hw=(8, 8), out_hw=(8, 8)
-    )
+    base = dict(name="c", kind="conv", in_channels=16, out_channels=32, in_hw=(8, 8), out_hw=(8, 8))
     return LayerShape(**{**base, **kw})
 
 
@@ -49,3 +47,21 @@ def test_group_mapping_and_mask_shapes() -> None:
     assert mode_for("dynamic").mask_shape(out, 2) == (2, 2, 4, 2)
     assert mode_for("element").mask_shape(out, 2) == (2, 32, 8, 8)
     assert mode_for("region").mask_shape(out, 2) == (2, 1, 4, 2)
+
+
+def test_mode_literal_and_registry_name_the_same_modes() -> None:
+    from typing import get_args
+
+    from dynabit.hardware.modes import Mode
+
+    assert set(get_args(Mode)) == set(SIM_MODES)
+
+
+def test_modes_differ_only_where_they_say() -> None:
+    dyn, static = _shape(), _shape(dynamic=False)
+    hw = HardwareConfig()
+    full = mode_for("uniform").precision(dyn, hw)
+    for n in ("high", "dynamic", "element", "region"):
+        assert mode_for(n).precision(static, hw) == full  # static layers: both planes
+    assert mode_for("high").precision(dyn, hw).c_lo == 0
+    assert mode_for("element").precision(dyn, hw) == mode_for("dynamic").precision(dyn, hw)

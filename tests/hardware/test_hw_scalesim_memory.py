@@ -321,3 +321,11 @@ def test_dot_product_lanes_are_refused():
     layer = TopologyLayer("L", 6, 6, 3, 3, 2, 4, 1, 1)
     with pytest.raises(ValueError, match="lanes=4"):
         ScaleSimMemory.from_hw(hw).layer(layer.shape(), hw.model_copy(update={"lanes": 4}))
+
+
+def test_a_dataflow_scalesim_lacks_is_refused():
+    hw = ScaleSimConfig("t", 4, 4, 1, 1, 1, "os", 4, True, 4, 4).hardware()
+    layer = TopologyLayer("L", 6, 6, 3, 3, 2, 4, 1, 1)
+    other = hw.model_copy(update={"dataflow": "rs"})  # as a registered dataflow not in SCALE-Sim
+    with pytest.raises(ValueError, match="dataflows \\('os', 'ws', 'is'\\); got 'rs'"):
+        ScaleSimMemory.from_hw(hw).layer(layer.shape(), other)

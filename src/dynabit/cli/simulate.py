@@ -6,14 +6,14 @@ masks are synthetic at ``--ratio`` or read from an ``.npz`` written by
 ``dynabit.hardware.save_masks`` (``--masks``). With ``--checkpoint`` (a trained quantized run)
 or ``--program`` (an integer program file) the shapes and the masks come from the decisions
 that the first ``--images`` test images of the dataset really produced, in the model or in
-the integer engine.
+the integer engine. The work is :func:`dynabit.hardware.run_simulation`'s (and, for
+``--topology``, :func:`dynabit.hardware.scalesim.simulate_scalesim`'s); this module parses the
+options, calls it and prints.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -37,43 +37,7 @@ def _parse_group(text: str | None) -> tuple[int, int] | str | None:
 
 
 MAX_IMAGE_SIZE = 16_384  # --image-size range: 1 .. this (a ResNet stem on 16k pixels)
-BYTES_PER_MASK_ENTRY = 10  # a float64 draw and a bool per entry, plus the counting pass
-
-
-def available_memory() -> int:
-    """Bytes of memory available to a new allocation (``MemAvailable``; else all of RAM)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def mask_memory(shapes: list, samples: int, element: bool, region: bool) -> int:
-    """Bytes the synthetic masks of ``shapes`` take while they are drawn and compared."""
-    entries = 0
-    for s in shapes:
-        if not s.dynamic:
-            continue
-        entries += math.prod(s.mask_shape(samples))
-        entries += math.prod(s.mask_shape(samples, "input")) if region else 0
-        entries += math.prod(s.element_mask_shape(samples)) if element else 0
-    return entries * BYTES_PER_MASK_ENTRY
-
-
-def check_mask_memory(shapes: list, samples: int, element: bool, region: bool) -> None:
-    """Refuse (one ``error:`` line) a simulation whose masks would not fit in half the
-    available memory, before any is drawn."""
-    need, have = mask_memory(shapes, samples, element, region), available_memory()
-    if need > have // 2:
-        gib = 2**30
-        fail(
-            f"the masks of this simulation need about {need / gib:.1f} GiB, more than half the "
-            f"{have / gib:.1f} GiB of memory available; lower --image-size or --samples, or "
-            "pass --no-element / --no-region"
-        )
+MEMORY_HINT = "lower --image-size or --samples, or pass --no-element / --no-region"
 
 
 def simulate_command(
@@ -143,18 +107,7 @@ def simulate_command(
     if topology is not None or scalesim_config is not None:
         _scalesim(topology, scalesim_config, report_dir)
         return
-    from dynabit.hardware import (
-        compare_masks,
-        load_hardware,
-        load_masks,
-        load_shapes,
-        network_shapes,
-        real_masks,
-        synthetic_masks,
-        to_csv,
-        to_json,
-        to_markdown,
-    )
+    from dynabit.hardware import MaskMemoryError, run_simulation, to_csv, to_json, to_markdown
 
     wanted = [f.strip() for f in formats.split(",") if f.strip()]
     bad = sorted(set(wanted) - set(FORMATS))
@@ -170,59 +123,52 @@ def simulate_command(
         fail(f"--samples must be >= 1, got {samples}")
     if not 0.0 <= ratio <= 1.0:
         fail(f"--ratio must lie in [0, 1], got {ratio}")
+    real = checkpoint or program
+    # --group describes a named network's layers only
+    parsed_group = _parse_group(group) if real is None and shapes_file is None else None
     with user_errors(ValueError, KeyError):
-        hw = load_hardware(hardware, rows=rows, cols=cols, dataflow=dataflow, lanes=lanes)
-        real = checkpoint or program
-        if real is not None:
-            rm = real_masks(
-                real, dataset=dataset, data_dir=data_dir, images=images, dataflow=hw.dataflow
+        try:
+            sim = run_simulation(
+                real,
+                network=network,
+                shapes=shapes_file,
+                masks=masks_file,
+                image_size=image_size,
+                group=parsed_group,  # type: ignore[arg-type]
+                decision=decision,  # type: ignore[arg-type]
+                ratio=ratio,
+                samples=samples,
+                seed=seed,
+                hardware=hardware,
+                rows=rows,
+                cols=cols,
+                dataflow=dataflow,
+                lanes=lanes,
+                dataset=dataset,
+                data_dir=data_dir,
+                images=images,
+                element=element,
+                region=region,
             )
-            typer.echo(f"masks: {rm.samples} test images of {rm.dataset} through {rm.source}")
-            shapes, masks, hw = rm.shapes, rm.masks, rm.hw
-            if lanes is not None:
-                hw = hw.model_copy(update={"lanes": lanes})
-        else:
-            if shapes_file is not None:
-                shapes = load_shapes(shapes_file)
-            else:
-                shapes = network_shapes(
-                    network,
-                    image_size=image_size,
-                    hw=hw,
-                    group=_parse_group(group),  # type: ignore[arg-type]
-                    decision=decision,  # type: ignore[arg-type]
-                )
-            if masks_file is not None:
-                masks = load_masks(masks_file)
-            else:
-                check_mask_memory(shapes, samples, element, region)
-                masks = synthetic_masks(shapes, ratio, samples, seed)
-        result = compare_masks(shapes, masks, hw, element=element, region=region, seed=seed)
+        except MaskMemoryError as e:
+            fail(f"{e}; {MEMORY_HINT}")
 
-    typer.echo(to_markdown(result))
-    per_area = _per_area(shapes, masks, hw) if lanes is not None else None
+    if sim.masks_note is not None:
+        typer.echo(sim.masks_note)
+    typer.echo(to_markdown(sim.result))
+    per_area = None
+    if lanes is not None:
+        per_area, text = sim.per_area()
+        typer.echo(text)
     if out is not None:
         with user_errors():
             out.mkdir(parents=True, exist_ok=True)
             writers = {"json": to_json, "csv": to_csv, "md": to_markdown}
             for fmt in wanted:
-                writers[fmt](result, out / f"simulate.{fmt}")
+                writers[fmt](sim.result, out / f"simulate.{fmt}")
             if per_area is not None:
                 (out / "simulate_per_area.json").write_text(json.dumps(per_area, indent=2) + "\n")
         typer.echo(f"wrote {', '.join(f'simulate.{f}' for f in wanted)} to {out}")
-
-
-def _per_area(shapes: list, masks: dict, hw: object) -> dict | None:
-    """The per-area table of the four designs at ``hw.lanes`` (printed), or a note why not."""
-    from dynabit.hardware.iso_area import compare_designs, designs_markdown
-
-    try:
-        res = compare_designs(shapes, masks, hw)  # type: ignore[arg-type]
-    except KeyError as e:
-        typer.echo(f"per-area table skipped: {e.args[0]}")
-        return None
-    typer.echo(designs_markdown(res))
-    return res
 
 
 def _scalesim(topology: Path | None, cfg: Path | None, report_dir: Path | None) -> None:

@@ -154,6 +154,17 @@ class Dataflow:
         """Partial sums leave the array (and may spill to DRAM when the buffer is short)."""
         return True
 
+    # --- SCALE-Sim's reports -------------------------------------------------------------------
+
+    def report_span(self, plan: Any, cols: int) -> int:
+        """Cycles SCALE-Sim's compute report gives one fold: its lines, plus ``C - 1`` where
+        it spans the skewed output block (WS, IS)."""
+        return plan.fill + plan.t + cols - 1
+
+    def sram_reads(self, plan: Any) -> tuple[float, float]:
+        """``(ifmap, filter)`` SRAM reads of SCALE-Sim's access report over the folds."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -237,6 +248,12 @@ class OutputStationary(Dataflow):
     def partial_sums_spill(self) -> bool:
         return False
 
+    def report_span(self, plan: Any, cols: int) -> int:  # noqa: D102
+        return plan.fill + plan.t
+
+    def sram_reads(self, plan: Any) -> tuple[float, float]:  # noqa: D102
+        return float((plan.rows_used * plan.t).sum()), float((plan.cols_used * plan.t).sum())
+
 
 class WeightStationary(Dataflow):
     """The window on the rows, output channels on the columns, output pixels in time."""
@@ -294,6 +311,10 @@ class WeightStationary(Dataflow):
         area = plan.rows_used.astype(np.float64) * plan.cols_used.astype(np.float64)
         ran2 = (lp.t_second > 0).astype(np.float64)
         return np.ones(lp.samples) * total_w + (ran2 @ area) * w
+
+    def sram_reads(self, plan: Any) -> tuple[float, float]:  # noqa: D102
+        used = plan.rows_used * plan.cols_used
+        return float((plan.rows_used * plan.t).sum()), float(used.sum())
 
 
 class InputStationary(Dataflow):
@@ -364,6 +385,10 @@ class InputStationary(Dataflow):
     def weight_dram_bits(self, shape, plan, lp, total_w, cap_w, cols, w):  # noqa: D102
         return np.ones(lp.samples) * total_w * plan.n_col_folds
 
+    def sram_reads(self, plan: Any) -> tuple[float, float]:  # noqa: D102
+        used = plan.rows_used * plan.cols_used
+        return float(used.sum()), float((plan.rows_used * plan.t).sum())
+
 
 DATAFLOWS: dict[str, Dataflow] = {
     d.name: d for d in (OutputStationary(), WeightStationary(), InputStationary())
@@ -375,6 +400,4 @@ def dataflow_for(name: str) -> Dataflow:
     try:
         return DATAFLOWS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown dataflow {name!r}; allowed: {', '.join(DATAFLOWS)}"
-        ) from None
+        raise ValueError(f"unknown dataflow {name!r}; allowed: {', '.join(DATAFLOWS)}") from None

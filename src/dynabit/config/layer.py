@@ -11,8 +11,9 @@ model, the RTL host code and the exporters read it without importing the trainin
 - the RTL's :class:`~dynabit.rtl.program.LayerJob` carries one.
 
 The grid's ceiling arithmetic (blocks, groups, partial edges, the ``(k_lo, k_hi)`` refine
-bounds) is derived here once, and :func:`hardware_units` is the one place where the array's
-default decision units fill a layer that gives none.
+bounds) is derived here once; :func:`hardware_units` is the one place where the array's
+default decision units fill a layer that gives none, and :func:`hardware_split` the one for its
+default high plane.
 """
 
 from __future__ import annotations
@@ -248,3 +249,9 @@ def hardware_units(
     g = _pair2(group) if group is not None else tuple(hw_group)
     b = int(block_size) if block_size is not None else int(hw_block)
     return (int(g[0]), int(g[1])), b
+
+
+def hardware_split(hw: HardwareConfig, bits: int) -> int:
+    """High-plane bits of a ``bits``-wide layer that gives no split of its own: one activation
+    chunk of the array (``act_chunk_bits``), at most ``bits``."""
+    return min(int(hw.act_chunk_bits), int(bits))

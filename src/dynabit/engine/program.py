@@ -27,7 +27,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load, save
 
-from dynabit.config.layer import LayerSpec, hardware_units
+from dynabit.config.layer import LayerSpec, hardware_split, hardware_units
 from dynabit.utils.files import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -190,7 +190,7 @@ class IntegerProgram:
 
                 hw = HardwareConfig()
             group, block = hardware_units(hw, aligned=False)
-            units = {"group": group, "block_size": block, "hi_bits": min(hw.act_chunk_bits, bits)}
+            units = {"group": group, "block_size": block, "hi_bits": hardware_split(hw, bits)}
         return LayerSpec(
             name=op.name,
             kind="conv" if conv else "linear",

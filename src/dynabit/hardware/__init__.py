@@ -10,7 +10,9 @@ Typical use::
     masks = synthetic_masks(shapes, ratio=0.25, samples=8)
     print(to_markdown(compare(shapes, masks, hw)))
 
-From a trained model and a dataset in one call: ``simulate_run("runs/x", images=64)``
+From a trained model and a dataset in one call: ``simulate_run("runs/x", images=64)``;
+everything ``dynabit simulate`` does (a model, program or named network, real, saved or
+synthetic masks, a hardware config with overrides): ``run_simulation(...)``
 (:mod:`dynabit.hardware.run`). See ``docs/hardware.md`` for the model.
 """
 
@@ -20,10 +22,13 @@ from dynabit.hardware.masks import load_masks, save_masks, synthetic_masks
 from dynabit.hardware.modes import SIM_MODES, SimMode, mode_for
 from dynabit.hardware.report import to_csv, to_dict, to_json, to_markdown
 from dynabit.hardware.run import (
+    MaskMemoryError,
     RealMasks,
+    Simulation,
     compare_masks,
     load_hardware,
     real_masks,
+    run_simulation,
     simulate_run,
 )
 from dynabit.hardware.shapes import (
@@ -44,9 +49,11 @@ __all__ = [
     "Comparison",
     "FoldPlan",
     "LayerShape",
+    "MaskMemoryError",
     "RealMasks",
     "SimMode",
     "SimResult",
+    "Simulation",
     "aligned_segments",
     "compare",
     "compare_masks",
@@ -60,6 +67,7 @@ __all__ = [
     "mode_for",
     "network_shapes",
     "real_masks",
+    "run_simulation",
     "save_masks",
     "save_shapes",
     "shape_of",

@@ -187,9 +187,14 @@ class Units:
         return u0, u1
 
 
+def _map_grid(hw_map: tuple[int, int], group: tuple[int, int]) -> GridGeometry:
+    """The decision grid of ``group`` over one channel of a map."""
+    return GridGeometry(1, hw_map[0], hw_map[1], 1, group[0], group[1])
+
+
 def group_grid(hw_map: tuple[int, int], group: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Row heights and column widths of the ceil-ed group grid over a map (edges partial)."""
-    _, hs, ws = GridGeometry(1, hw_map[0], hw_map[1], 1, group[0], group[1]).extents()
+    _, hs, ws = _map_grid(hw_map, group).extents()
     return np.array(hs, dtype=np.int64), np.array(ws, dtype=np.int64)
 
 
@@ -198,8 +203,7 @@ def pixel_order(hw_map: tuple[int, int], group: tuple[int, int]) -> np.ndarray:
     h, w = hw_map
     ys, xs = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     gi, gj = ys // group[0], xs // group[1]
-    n_gw = ceil_div(w, group[1])
-    key = (gi * n_gw + gj) * (h * w) + ys * w + xs
+    key = (gi * _map_grid(hw_map, group).n_gw + gj) * (h * w) + ys * w + xs
     return np.argsort(key.ravel(), kind="stable")
 
 

@@ -2,18 +2,19 @@
 and schedules the low pass. :func:`dynabit.hardware.simulate` asks the mode; it never
 branches on the mode's name.
 
-To add a mode: write a :class:`SimMode` subclass below, add it to :data:`SIM_MODES` and its
-name to :data:`Mode`.
+To add a mode: write a :class:`SimMode` subclass below (its class attributes, and the methods
+where it differs from the defaults), add it to :data:`SIM_MODES` and its name to :data:`Mode`.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar, Literal
 
 import numpy as np
 
 from dynabit.config.hardware import HardwareConfig
-from dynabit.config.layer import ceil_div
+from dynabit.config.layer import ceil_div, hardware_units
 from dynabit.hardware.lowpass import (
     LowPass,
     block_masks_output,
@@ -28,27 +29,44 @@ from dynabit.hardware.traffic import Precision
 Mode = Literal["dense", "uniform", "high", "dynamic", "element", "region", "bitparallel"]
 
 
+def array_tile(hw: HardwareConfig) -> tuple[int, int]:
+    """The pixel patch of the array's default decision units
+    (:func:`~dynabit.config.layer.hardware_units`): the order output pixels take when the
+    layer's output has no groups of its own."""
+    return hardware_units(hw)[0]
+
+
 class SimMode:
     """One way of running every layer on the ``R x C`` array of ``act_chunk_bits`` PEs.
 
     The defaults describe our dual-precision array: a static layer (and every layer of an
-    unmasked mode) runs both planes of its activations, chunk by chunk.
+    unmasked mode) runs both planes of its activations, chunk by chunk, and the output pixels
+    fold in SCALE-Sim's even split. A mode says what differs through its class attributes
+    and, where those do not suffice, by overriding a method.
     """
 
     name: ClassVar[str]
     #: Whether the mode follows per-sample masks of the dynamic layers.
     masked: ClassVar[bool] = False
+    #: Whether an output-directed dynamic layer folds its output pixels group by group.
+    folds_by_group: ClassVar[bool] = False
 
     def precision(self, shape: LayerShape, hw: HardwareConfig) -> Precision:
-        """How the layer's activations are streamed."""
+        """How the layer's activations are streamed: both planes, chunk by chunk; a dynamic
+        layer as :meth:`dynamic_precision` says."""
         chunk = hw.act_chunk_bits
         c_hi, c_lo = ceil_div(shape.hi_bits, chunk), ceil_div(shape.lo_bits, chunk)
-        return Precision(chunk, c_hi, c_lo, shape.hi_bits, shape.lo_bits, False)
+        full = Precision(chunk, c_hi, c_lo, shape.hi_bits, shape.lo_bits, False)
+        return self.dynamic_precision(full) if shape.dynamic else full
+
+    def dynamic_precision(self, full: Precision) -> Precision:
+        """How a dynamic layer's planes run, given both planes unmasked (``full``)."""
+        return full
 
     def group_mapping(self, shape: LayerShape) -> bool:
         """Whether the layer's output pixels fold group by group (else SCALE-Sim's even
         split)."""
-        return False
+        return self.folds_by_group and shape.dynamic and shape.decision == "output"
 
     def mask_shape(self, shape: LayerShape, samples: int) -> tuple[int, ...]:
         """Shape a mask for ``shape`` must have."""
@@ -81,7 +99,7 @@ class SimMode:
         """The schedule a mask gives (masked modes): the layer's own group masks, output- or
         input-directed."""
         if shape.decision == "input":
-            return region_masks(shape, plan, mask, hw.aligned_units()[0], c_hi, c_lo)
+            return region_masks(shape, plan, mask, array_tile(hw), c_hi, c_lo)
         return block_masks_output(shape, plan, mask, c_hi, c_lo)
 
 
@@ -105,15 +123,10 @@ class High(SimMode):
     """Dynamic layers run the high pass only (the floor); static layers stay full width."""
 
     name = "high"
+    folds_by_group = True
 
-    def precision(self, shape: LayerShape, hw: HardwareConfig) -> Precision:
-        full = super().precision(shape, hw)
-        if not shape.dynamic:
-            return full
-        return Precision(full.chunk_bits, full.c_hi, 0, full.hi_bits, 0, False)
-
-    def group_mapping(self, shape: LayerShape) -> bool:
-        return shape.dynamic and shape.decision == "output"
+    def dynamic_precision(self, full: Precision) -> Precision:
+        return replace(full, c_lo=0, lo_bits=0)
 
 
 class Dynamic(SimMode):
@@ -121,26 +134,17 @@ class Dynamic(SimMode):
 
     name = "dynamic"
     masked = True
+    folds_by_group = True
 
-    def precision(self, shape: LayerShape, hw: HardwareConfig) -> Precision:
-        full = super().precision(shape, hw)
-        if not shape.dynamic:
-            return full
-        return Precision(
-            full.chunk_bits, full.c_hi, full.c_lo, full.hi_bits, full.lo_bits, full.c_lo > 0
-        )
-
-    def group_mapping(self, shape: LayerShape) -> bool:
-        return shape.dynamic and shape.decision == "output"
+    def dynamic_precision(self, full: Precision) -> Precision:
+        return replace(full, masked=full.c_lo > 0)
 
 
 class Element(Dynamic):
     """Per-element gating masks ``(N, C_out, H_out, W_out)`` (Precision-Gating style)."""
 
     name = "element"
-
-    def group_mapping(self, shape: LayerShape) -> bool:
-        return False
+    folds_by_group = False
 
     def mask_shape(self, shape: LayerShape, samples: int) -> tuple[int, ...]:
         return shape.element_mask_shape(samples)
@@ -154,7 +158,7 @@ class Element(Dynamic):
         c_hi: int,
         c_lo: int,
     ) -> LowPass:
-        tile = shape.group if shape.decision == "output" else hw.aligned_units()[0]
+        tile = shape.group if shape.decision == "output" else array_tile(hw)
         return element_masks(shape, plan, mask, tile, c_hi, c_lo)
 
 
@@ -163,9 +167,7 @@ class Region(Dynamic):
     whatever the layer's own decision source."""
 
     name = "region"
-
-    def group_mapping(self, shape: LayerShape) -> bool:
-        return False
+    folds_by_group = False
 
     def mask_shape(self, shape: LayerShape, samples: int) -> tuple[int, ...]:
         return shape.mask_shape(samples, "input")
@@ -179,7 +181,7 @@ class Region(Dynamic):
         c_hi: int,
         c_lo: int,
     ) -> LowPass:
-        return region_masks(shape, plan, mask, hw.aligned_units()[0], c_hi, c_lo)
+        return region_masks(shape, plan, mask, array_tile(hw), c_hi, c_lo)
 
 
 class BitParallel(SimMode):

@@ -1,29 +1,36 @@
-"""One call from a trained model (or its integer program) and a dataset to the accelerator's
-figures: what ``dynabit simulate`` does, for Python users.
+"""One call from a trained model (or its integer program), a dataset and a hardware config to
+the accelerator's figures: what ``dynabit simulate`` does, for Python users.
 
 Typical use::
 
-    from dynabit.hardware import simulate_run, to_markdown
+    from dynabit.hardware import run_simulation, simulate_run, to_markdown
 
     print(to_markdown(simulate_run("runs/demo", images=64)))   # the demo's QAT model
+    sim = run_simulation(network="resnet18", ratio=0.25, rows=32, cols=32)  # synthetic masks
+    print(to_markdown(sim.result))
 
 ``simulate_run`` accepts a run directory or checkpoint (the model's decisions on the first
 ``images`` test images), an integer program file or object (the integer engine's decisions), or
-a quantized ``nn.Module`` with the images to trace.
+a quantized ``nn.Module`` with the images to trace. :func:`run_simulation` takes every input of
+``dynabit simulate``: such a source, or layer shapes (a named network or a shapes file) with
+synthetic or saved masks, on a hardware config file with overrides.
 """
 
 from __future__ import annotations
 
+import math
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from dynabit.config.hardware import HardwareConfig
 from dynabit.hardware.compare import Comparison, compare
-from dynabit.hardware.masks import mask_ratio, synthetic_masks
-from dynabit.hardware.shapes import LayerShape
+from dynabit.hardware.masks import load_masks, mask_ratio, synthetic_masks
+from dynabit.hardware.shapes import Decision, LayerShape, load_shapes, network_shapes
 
 if TYPE_CHECKING:
     import torch
@@ -32,12 +39,20 @@ if TYPE_CHECKING:
 DEFAULT_HARDWARE = Path(__file__).resolve().parents[1] / "configs" / "hardware_default.yaml"
 
 
-def load_hardware(path: str | Path | None = None, **overrides: Any) -> HardwareConfig:
-    """A hardware config from ``path`` (default: the packaged one) with ``overrides`` that are
-    not ``None`` applied and validated (raises :class:`dynabit.config.io.ConfigError`)."""
+BYTES_PER_MASK_ENTRY = 10  # a float64 draw and a bool per entry, plus the counting pass
+
+
+def load_hardware(
+    path: str | Path | HardwareConfig | None = None, **overrides: Any
+) -> HardwareConfig:
+    """A hardware config from ``path`` (default: the packaged one; a config object is taken as
+    it is) with ``overrides`` that are not ``None`` applied and validated (raises
+    :class:`dynabit.config.io.ConfigError`)."""
     from dynabit.config.io import load, validate
 
-    hw = load(HardwareConfig, path or DEFAULT_HARDWARE)
+    hw = (
+        path if isinstance(path, HardwareConfig) else load(HardwareConfig, path or DEFAULT_HARDWARE)
+    )
     over = {k: v for k, v in overrides.items() if v is not None}
     return validate(HardwareConfig, {**hw.model_dump(), **over}, "overrides") if over else hw
 
@@ -123,6 +138,152 @@ def compare_masks(
     reg = synthetic_masks(shapes, ratio, n, seed + 2, kind="region") if region else None
     kw: dict[str, Any] = {} if baselines is None else {"baselines": baselines}
     return compare(shapes, masks, hw, element_masks=elem, region_masks=reg, **kw)
+
+
+class MaskMemoryError(ValueError):
+    """Synthetic masks that would not fit in half the available memory (nothing was drawn)."""
+
+    def __init__(self, need: int, have: int) -> None:
+        gib = 2**30
+        super().__init__(
+            f"the masks of this simulation need about {need / gib:.1f} GiB, more than half the "
+            f"{have / gib:.1f} GiB of memory available"
+        )
+        self.need, self.have = need, have
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (``MemAvailable``; else all of RAM)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def mask_memory(shapes: Sequence[LayerShape], samples: int, element: bool, region: bool) -> int:
+    """Bytes the synthetic masks of ``shapes`` take while they are drawn and compared."""
+    entries = 0
+    for s in shapes:
+        if not s.dynamic:
+            continue
+        entries += math.prod(s.mask_shape(samples))
+        entries += math.prod(s.mask_shape(samples, "input")) if region else 0
+        entries += math.prod(s.element_mask_shape(samples)) if element else 0
+    return entries * BYTES_PER_MASK_ENTRY
+
+
+def check_mask_memory(
+    shapes: Sequence[LayerShape], samples: int, element: bool, region: bool
+) -> None:
+    """Raise :class:`MaskMemoryError` before drawing masks that would not fit in half the
+    available memory."""
+    need, have = mask_memory(shapes, samples, element, region), available_memory()
+    if need > have // 2:
+        raise MaskMemoryError(need, have)
+
+
+@dataclass
+class Simulation:
+    """What one ``dynabit simulate`` computes: the layers, the masks they were costed with,
+    the array and the comparison; ``real`` says where real masks came from (``None``:
+    synthetic or read from a file)."""
+
+    shapes: list[LayerShape]
+    masks: dict[str, np.ndarray]
+    hw: HardwareConfig
+    result: Comparison
+    real: RealMasks | None = None
+
+    @property
+    def masks_note(self) -> str | None:
+        """One line naming the images and the model the real masks come from."""
+        rm = self.real
+        if rm is None:
+            return None
+        return f"masks: {rm.samples} test images of {rm.dataset} through {rm.source}"
+
+    def per_area(self) -> tuple[dict[str, Any] | None, str]:
+        """The dual, INT8, INT4 and bit-serial designs at ``hw.lanes`` per area, and their
+        table as Markdown; ``(None, why)`` when the area table has no row for the lanes."""
+        from dynabit.hardware.iso_area import compare_designs, designs_markdown
+
+        try:
+            res = compare_designs(self.shapes, self.masks, self.hw)
+        except KeyError as e:
+            return None, f"per-area table skipped: {e.args[0]}"
+        return res, designs_markdown(res)
+
+
+def run_simulation(
+    source: Any = None,
+    *,
+    network: str = "resnet18",
+    shapes: str | Path | Sequence[LayerShape] | None = None,
+    masks: str | Path | dict[str, np.ndarray] | None = None,
+    image_size: int | None = None,
+    group: tuple[int, int] | Literal["fit"] | None = "fit",
+    decision: Decision = "output",
+    ratio: float = 0.25,
+    samples: int = 4,
+    seed: int = 0,
+    hardware: str | Path | HardwareConfig | None = None,
+    rows: int | None = None,
+    cols: int | None = None,
+    dataflow: str | None = None,
+    lanes: int | None = None,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    images: int | torch.Tensor = 64,
+    element: bool = True,
+    region: bool = True,
+) -> Simulation:
+    """Everything ``dynabit simulate`` computes, in one call.
+
+    The array: ``hardware`` (a config file or object; default the packaged one) with ``rows``,
+    ``cols``, ``dataflow`` and ``lanes`` overriding it. The layers and masks, first match wins:
+
+    - ``source`` (see :func:`real_masks`): the decisions real images produce in a trained
+      model or an integer program, on the model's own array (only ``dataflow`` and ``lanes``
+      taken from the overrides);
+    - else ``shapes`` (a file written by :func:`~dynabit.hardware.save_shapes`, or a list),
+      otherwise the named ``network`` at ``image_size`` with ``group`` (``"fit"``, ``None``
+      for the array's default units, or ``(g_h, g_w)``) and ``decision``; and ``masks`` (an
+      ``.npz`` written by :func:`~dynabit.hardware.save_masks`, or a dict), otherwise
+      ``samples`` synthetic ones at ``ratio`` (:class:`MaskMemoryError` first if they would
+      not fit in half the memory).
+
+    Per-element (``element``) and region gating (``region``) run at the masks' refine ratio.
+    """
+    hw = load_hardware(hardware, rows=rows, cols=cols, dataflow=dataflow, lanes=lanes)
+    real = None
+    if source is not None:
+        real = real_masks(
+            source, dataset=dataset, data_dir=data_dir, images=images, dataflow=hw.dataflow
+        )
+        layers, got, hw = real.shapes, real.masks, real.hw
+        if lanes is not None:
+            hw = hw.model_copy(update={"lanes": lanes})
+    else:
+        if shapes is None:
+            layers = network_shapes(
+                network, image_size=image_size, hw=hw, group=group, decision=decision
+            )
+        elif isinstance(shapes, str | Path):
+            layers = load_shapes(shapes)
+        else:
+            layers = list(shapes)
+        if masks is None:
+            check_mask_memory(layers, samples, element, region)
+            got = synthetic_masks(layers, ratio, samples, seed)
+        elif isinstance(masks, str | Path):
+            got = load_masks(masks)
+        else:
+            got = dict(masks)
+    result = compare_masks(layers, got, hw, element=element, region=region, seed=seed)
+    return Simulation(layers, got, hw, result, real)
 
 
 def _with_dataflow(hw: HardwareConfig, dataflow: str | None) -> HardwareConfig:

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dynabit.config.hardware import HardwareConfig
-from dynabit.config.layer import Decision, GridGeometry, Kind, LayerSpec, hardware_units
+from dynabit.config.layer import (
+    Decision,
+    GridGeometry,
+    Kind,
+    LayerSpec,
+    hardware_split,
+    hardware_units,
+)
 
 __all__ = [
     "NETWORKS",
@@ -177,14 +184,13 @@ def layer_shapes_from_model(
         q = getattr(mod, "qcfg", None)
         edge = idx == 0 or idx == len(records) - 1
         dynamic = bool(q.dynamic) if q is not None else not (keep_first_last and edge)
-        group, block = hardware_units(
-            hw, getattr(q, "group", None), getattr(q, "block_size", None)
-        )
+        group, block = hardware_units(hw, getattr(q, "group", None), getattr(q, "block_size", None))
         if q is not None:
             bits = int(q.bits) if dynamic else int(q.static_bits)
             hi = min(int(q.hi_bits), bits)
         else:
-            bits, hi = 8, min(hw.act_chunk_bits, 8)
+            bits = 8
+            hi = hardware_split(hw, bits)
         if isinstance(mod, nn.Conv2d):
             if isinstance(mod.padding, str):
                 raise ValueError(f"layer {name!r}: string padding {mod.padding!r} is not supported")
@@ -314,7 +320,7 @@ def network_shapes(
         decision=decision,
         dynamic=True,
         bits=bits,
-        hi_bits=hi_bits if hi_bits is not None else min(hw.act_chunk_bits, bits),
+        hi_bits=hi_bits if hi_bits is not None else hardware_split(hw, bits),
     )
     b = _Builder(common)
     fn(b, image_size or default_size, num_classes or default_classes)

@@ -83,9 +83,10 @@ def check_masks(shapes: Sequence[LayerShape], masks: Mapping[str, np.ndarray], m
     if len(counts) > 1:
         raise ValueError(f"masks disagree on the number of samples: {sorted(counts)}")
     samples = counts.pop() if counts else 1
+    sim_mode = mode_for(mode)
     for s in dyn:
         m = np.asarray(masks[s.name])
-        exp = expected_mask_shape(s, mode, samples)
+        exp = sim_mode.mask_shape(s, samples)
         if m.shape != exp:
             raise ValueError(
                 f"layer {s.name!r}: {mode} mask has shape {m.shape}, expected {exp} "

@@ -38,6 +38,9 @@ from dynabit.config.hardware import HardwareConfig
 from dynabit.hardware.shapes import LayerShape
 
 ADDR = np.int32  # addresses and set indices: half the memory traffic of int64
+# The dataflows SCALE-Sim 3.0.0 implements; its operand layouts below are written per dataflow
+# (they replay SCALE-Sim's own per-dataflow compute modules), so another dataflow is refused.
+SCALESIM_DATAFLOWS = ("os", "ws", "is")
 
 
 def _diagonals(rows: int, cols: int, d0: int, d1: int) -> np.ndarray:
@@ -679,6 +682,11 @@ class ScaleSimMemory:
         if hw.lanes != 1:
             raise ValueError(
                 f"the scalesim memory model runs SCALE-Sim's one-lane PEs; got lanes={hw.lanes}"
+            )
+        if hw.dataflow not in SCALESIM_DATAFLOWS:
+            raise ValueError(
+                f"the scalesim memory model replays SCALE-Sim's dataflows {SCALESIM_DATAFLOWS}; "
+                f"got {hw.dataflow!r}"
             )
         return self.run(layer_demands(shape, hw.rows, hw.cols, hw.dataflow))
 

@@ -59,20 +59,10 @@ def layer_reports(res: SimResult) -> dict[str, list[list[object]]]:
         stall = int(res.stall_cycles[i, 0])
         used = plan.rows_used * plan.cols_used
         mapping = float(np.mean(used / (r * c))) * 100
-        # SCALE-Sim's per-fold span: the fold's lines, plus C - 1 in WS and IS (it spans the
-        # skewed output block there, lines + columns - 1)
-        span_fold = plan.fill + plan.t + (c - 1 if plan.dataflow in ("ws", "is") else 0)
-        compute_util = float(np.mean(used * plan.t / (r * c * span_fold))) * 100
+        flow = hw.flow
+        compute_util = float(np.mean(used * plan.t / (r * c * flow.report_span(plan, c)))) * 100
         overall = s.macs * 100 / (max(total, 1) * r * c)
-        if plan.dataflow == "os":
-            if_reads = float((plan.rows_used * plan.t).sum())
-            f_reads = float((plan.cols_used * plan.t).sum())
-        elif plan.dataflow == "ws":
-            if_reads = float((plan.rows_used * plan.t).sum())
-            f_reads = float(used.sum())
-        else:
-            if_reads = float(used.sum())
-            f_reads = float((plan.rows_used * plan.t).sum())
+        if_reads, f_reads = flow.sram_reads(plan)
         of_writes = float(s.pixels * s.out_channels)
         d_if = float(res.dram_bits["in_hi"][i, 0] + res.dram_bits["in_lo"][i, 0]) / byte
         d_f = float(res.dram_bits["weight"][i, 0]) / byte

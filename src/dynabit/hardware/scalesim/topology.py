@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from dynabit.hardware.shapes import LayerShape
+from dynabit.config.layer import LayerSpec, ceil_div
+from dynabit.hardware.shapes import LayerShape, shape_of
 
 Form = Literal["conv", "gemm"]
 CONV_HEADER = (
@@ -65,13 +66,14 @@ class TopologyLayer:
     def ofmap_hw(self) -> tuple[int, int]:
         """Output map as SCALE-Sim sizes it: ``ceil((H - R + stride) / stride)`` (no padding)."""
         return (
-            -(-(self.ifmap_h - self.filter_h + self.stride_h) // self.stride_h),
-            -(-(self.ifmap_w - self.filter_w + self.stride_w) // self.stride_w),
+            ceil_div(self.ifmap_h - self.filter_h + self.stride_h, self.stride_h),
+            ceil_div(self.ifmap_w - self.filter_w + self.stride_w, self.stride_w),
         )
 
-    def shape(self, bits: int = 8) -> LayerShape:
-        """The layer as a static, unpadded conv ``LayerShape``."""
-        return LayerShape(
+    def spec(self, bits: int = 8) -> LayerSpec:
+        """The layer as a static, unpadded conv :class:`~dynabit.config.layer.LayerSpec`
+        (decision units: the spec's defaults; a static layer runs every group)."""
+        return LayerSpec(
             name=self.name,
             kind="conv",
             in_channels=self.channels,
@@ -84,6 +86,11 @@ class TopologyLayer:
             bits=bits,
             hi_bits=bits,
         )
+
+    def shape(self, bits: int = 8) -> LayerShape:
+        """The layer as the simulator sees it (:func:`~dynabit.hardware.shapes.shape_of` of
+        :meth:`spec`)."""
+        return shape_of(self.spec(bits))
 
 
 def _fields(line: str) -> list[str]:
