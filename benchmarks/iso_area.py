@@ -37,9 +37,11 @@ import numpy as np
 from dynabit.config.hardware import HardwareConfig
 from dynabit.hardware import network_shapes, synthetic_masks
 from dynabit.hardware.iso_area import (
+    GRID,
+    LEVELS,
     Design,
     area,
-    break_even,
+    break_even_grid,
     energy_ratios,
     load_area_table,
     ratios,
@@ -51,8 +53,6 @@ from dynabit.utils.files import atomic_write_text
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "iso_area.json"
 BUDGET_BITS = 5
-GRID = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
-LEVELS = ("array", "core", "tile")
 
 
 def designs(lanes: int) -> list[Design]:
@@ -235,15 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         print_workload("fashion_mnist_real_masks", workloads["fashion_mnist_real_masks"])
 
     print("\n5. break-even refine ratio against INT8 (ResNet-18, dual per area / INT8 per area)")
-    int8 = run_design(Design("int8", lanes), shapes, None, hw, table)
-    adv: dict[str, list[float]] = {lvl: [] for lvl in LEVELS}
-    for r in GRID:
-        m = synthetic_masks(shapes, r, samples=1, seed=1)
-        dual = run_design(Design("dual", lanes), shapes, m, hw, table)
-        for lvl in LEVELS:
-            adv[lvl].append(dual.per_area(lvl) / int8.per_area(lvl))
-        print(f"  r={r:.3f}  " + "  ".join(f"{lvl} {adv[lvl][-1]:.3f}" for lvl in LEVELS))
-    even = {lvl: break_even(GRID, adv[lvl]) for lvl in LEVELS}
+    grid = break_even_grid(shapes, hw, GRID, table)
+    adv, even = grid["dual_per_area_over_int8"], grid["break_even"]
+    for i, r in enumerate(GRID):
+        print(f"  r={r:.3f}  " + "  ".join(f"{lvl} {adv[lvl][i]:.3f}" for lvl in LEVELS))
     print("  break-even: " + ", ".join(f"{k} {v}" for k, v in even.items()))
 
     def pick(key: str) -> dict[str, dict[str, float]]:

@@ -15,11 +15,14 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dynabit.cli.errors import fail, user_errors
+
+if TYPE_CHECKING:
+    from dynabit.hardware.compare import Comparison
 
 FORMATS = ("json", "csv", "md")
 
@@ -200,7 +203,7 @@ def simulate_command(
         result = compare_masks(shapes, masks, hw, element=element, region=region, seed=seed)
 
     typer.echo(to_markdown(result))
-    per_area = _per_area(shapes, masks, hw) if lanes is not None else None
+    per_area = _per_area(result) if lanes is not None else None
     if out is not None:
         with user_errors():
             out.mkdir(parents=True, exist_ok=True)
@@ -212,14 +215,14 @@ def simulate_command(
         typer.echo(f"wrote {', '.join(f'simulate.{f}' for f in wanted)} to {out}")
 
 
-def _per_area(shapes: list, masks: dict, hw: object) -> dict | None:
-    """The per-area table of the four designs at ``hw.lanes`` (printed), or a note why not."""
-    from dynabit.hardware.iso_area import compare_designs, designs_markdown
+def _per_area(result: Comparison) -> dict | None:
+    """The comparison's per-area table of the four designs at its lanes (printed), or a note
+    why there is none."""
+    from dynabit.hardware.iso_area import designs_markdown
 
-    try:
-        res = compare_designs(shapes, masks, hw)  # type: ignore[arg-type]
-    except KeyError as e:
-        typer.echo(f"per-area table skipped: {e.args[0]}")
+    res = result.per_area
+    if res is None:
+        typer.echo(f"per-area table skipped: {result.per_area_note}")
         return None
     typer.echo(designs_markdown(res))
     return res
