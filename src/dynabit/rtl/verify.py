@@ -66,36 +66,38 @@ def model_cycles(
     of ``8 x W`` PEs) when ``B <= 8``, else ``dense`` with ``B``-bit chunks. ``mode`` forces
     another unmasked mode on ``p``'s array (e.g. ``uniform``: both chunks of every tile).
     """
+    shape = layer_shape(job)
+    chunk = max(p.hi_bits, p.lo_bits) if p.dynamic else p.bits
+    if mode is None:
+        mode = "dynamic" if p.dynamic else ("bitparallel" if p.bits <= 8 else "dense")
+    hw = {"rows": p.rows, "cols": p.cols, "weight_bits": p.weight_bits, "acc_bits": p.acc_bits}
+    return _cycle_model(shape, job, mask, mode, chunk, hw)
+
+
+def _cycle_model(
+    shape: Any, job: LayerJob, mask: np.ndarray | None, mode: str, chunk: int, hw: dict[str, Any]
+) -> list[int]:
+    """Per-sample compute cycles of :func:`dynabit.hardware.simulate` for one layer on an
+    output-stationary array (``hw``: the config fields of the tile) with ``chunk``-bit
+    activation chunks; mode ``dynamic`` follows ``mask``."""
     from dynabit.config.hardware import HardwareConfig
     from dynabit.hardware import simulate as hw_simulate
 
-    shape = layer_shape(job)
-    chunk = max(p.hi_bits, p.lo_bits) if p.dynamic else p.bits
-    hw = HardwareConfig(
-        rows=p.rows,
-        cols=p.cols,
-        dataflow="os",
-        act_chunk_bits=chunk,
-        weight_bits=p.weight_bits,
-        acc_bits=p.acc_bits,
-    )
+    cfg = HardwareConfig(dataflow="os", act_chunk_bits=chunk, **hw)
     # The model also costs energy; odd chunk widths need a MAC entry (its value is irrelevant
     # to cycles): scale the 8 x W figure by partial-product bits, as the default table does.
-    table = hw.energy
+    table, w = cfg.energy, cfg.weight_bits
     for a in {chunk, 8}:
-        key = f"{a}x{p.weight_bits}"
+        key = f"{a}x{w}"
         if key not in table.mac_pj:
-            ref = table.mac_pj.get(f"8x{p.weight_bits}", next(iter(table.mac_pj.values())))
+            ref = table.mac_pj.get(f"8x{w}", next(iter(table.mac_pj.values())))
             table = table.model_copy(update={"mac_pj": {**table.mac_pj, key: ref * a / 8}})
-    hw = hw.model_copy(update={"energy": table})
-    n = int(job.cols.shape[0])
-    if mode is not None:
-        res = hw_simulate([shape], None, hw, mode=mode, samples=n)  # type: ignore[arg-type]
-    elif p.dynamic:
-        res = hw_simulate([shape], {job.name: np.asarray(mask, dtype=bool)}, hw, mode="dynamic")
+    cfg = cfg.model_copy(update={"energy": table})
+    if mode == "dynamic":
+        res = hw_simulate([shape], {job.name: np.asarray(mask, dtype=bool)}, cfg, mode="dynamic")
     else:
-        mode = "bitparallel" if p.bits <= 8 else "dense"
-        res = hw_simulate([shape], None, hw, mode=mode, samples=n)  # type: ignore[arg-type]
+        n = int(job.cols.shape[0])
+        res = hw_simulate([shape], None, cfg, mode=mode, samples=n)  # type: ignore[arg-type]
     return [int(c) for c in res.compute_cycles[0]]
 
 
@@ -248,9 +250,6 @@ def lane_model_cycles(p: Any, job: LayerJob, mask: np.ndarray | None = None) -> 
     """
     from dataclasses import replace as dc_replace
 
-    from dynabit.config.hardware import HardwareConfig
-    from dynabit.hardware import simulate as hw_simulate
-
     pe = p.pe
     shape = layer_shape(job)
     if pe.design == "dual":
@@ -260,27 +259,8 @@ def lane_model_cycles(p: Any, job: LayerJob, mask: np.ndarray | None = None) -> 
         shape = dc_replace(shape, dynamic=False, bits=pe.code_bits, hi_bits=pe.code_bits)
     else:
         chunk = pe.code_bits
-    hw = HardwareConfig(
-        rows=p.rows,
-        cols=p.cols,
-        dataflow="os",
-        act_chunk_bits=chunk,
-        weight_bits=pe.weight_bits,
-        lanes=pe.lanes,
-    )
-    table = hw.energy  # cycles ignore energy, but the model needs a MAC entry per width
-    key = f"{chunk}x{pe.weight_bits}"
-    if key not in table.mac_pj:
-        ref = next(iter(table.mac_pj.values()))
-        table = table.model_copy(update={"mac_pj": {**table.mac_pj, key: ref}})
-    hw = hw.model_copy(update={"energy": table})
-    n = int(job.cols.shape[0])
-    mode = LANE_MODEL[pe.design]
-    if mode == "dynamic":
-        res = hw_simulate([shape], {job.name: np.asarray(mask, dtype=bool)}, hw, mode="dynamic")
-    else:
-        res = hw_simulate([shape], None, hw, mode=mode, samples=n)  # type: ignore[arg-type]
-    return [int(c) for c in res.compute_cycles[0]]
+    hw = {"rows": p.rows, "cols": p.cols, "weight_bits": pe.weight_bits, "lanes": pe.lanes}
+    return _cycle_model(shape, job, mask, LANE_MODEL[pe.design], chunk, hw)
 
 
 def verify_lanes(
