@@ -165,7 +165,25 @@ class LayerCheck:
         return d
 
 
-def _accumulate(run: TileRun, res: SimResult) -> None:
+def _timed(run: TileRun, build: Any, sim: Any, p: Any, sj: LayerJob) -> tuple[Any, SimResult]:
+    """Build ``sj``'s program for ``p`` and simulate it, adding the time to ``run.seconds``."""
+    t0 = time.perf_counter()
+    prog = build(p, sj)
+    res = sim(prog)
+    run.seconds += time.perf_counter() - t0
+    return prog, res
+
+
+def _record(
+    run: TileRun, res: SimResult, formula: int, model: list[int] | None, tiles: int, refined: int
+) -> None:
+    """One sample's cycles (RTL, closed form, cycle model when run), tiles and reads."""
+    run.cycles_rtl.append(res.compute_cycles)
+    run.cycles_formula.append(formula)
+    if model is not None:
+        run.cycles_model = (run.cycles_model or []) + model
+    run.refined_tiles += refined
+    run.tiles += tiles
     for key, v in res.reads.items():
         run.reads[key] = run.reads.get(key, 0) + v
 
@@ -188,10 +206,7 @@ def verify_job(
     for s in range(n):
         sj = job.sample(s)
         gold = golden(sj)
-        t0 = time.perf_counter()
-        prog = build_program(p, sj)
-        res = simulate(prog)
-        dyn.seconds += time.perf_counter() - t0
+        prog, res = _timed(dyn, build_program, simulate, p, sj)
         out = scatter_outputs(prog, res.outputs, sj)
         mask = decisions_mask(sj, res.decisions)
         exact = [("golden", gold.acc, gold.mask)]
@@ -203,32 +218,22 @@ def verify_job(
             if not np.array_equal(mask, ref_mask):
                 dyn.decisions_exact = False
                 check.mismatches.append(f"sample {s}: decisions differ from {src}")
-        dyn.cycles_rtl.append(res.compute_cycles)
-        dyn.cycles_formula.append(predicted_cycles(p, sj, gold.mask))
-        if use_model:
-            dyn.cycles_model = (dyn.cycles_model or []) + model_cycles(p, sj, gold.mask)
-        dyn.refined_tiles += int(gold.mask.sum())
-        dyn.tiles += sj.n_tiles
-        _accumulate(dyn, res)
+        model = model_cycles(p, sj, gold.mask) if use_model else None
+        formula = predicted_cycles(p, sj, gold.mask)
+        _record(dyn, res, formula, model, sj.n_tiles, int(gold.mask.sum()))
     if uniform:
         pu = p.uniform()
         uni = TileRun(pu.tag, True, True)
         for s in range(n):
             sj = job.sample(s)
-            t0 = time.perf_counter()
-            prog = build_program(pu, sj)
-            res = simulate(prog)
-            uni.seconds += time.perf_counter() - t0
+            prog, res = _timed(uni, build_program, simulate, pu, sj)
             out = scatter_outputs(prog, res.outputs, sj)
             if not np.array_equal(out, golden_uniform(sj)):
                 uni.bit_exact = False
                 check.mismatches.append(f"sample {s}: uniform tile outputs differ from bias + W q")
-            uni.cycles_rtl.append(res.compute_cycles)
-            uni.cycles_formula.append(predicted_cycles(pu, sj))
-            if use_model:
-                uni.cycles_model = (uni.cycles_model or []) + model_cycles(pu, sj, None)
-            uni.tiles += prog.n_groups * prog.n_blocks
-            _accumulate(uni, res)
+            model = model_cycles(pu, sj, None) if use_model else None
+            tiles = prog.n_groups * prog.n_blocks
+            _record(uni, res, predicted_cycles(pu, sj), model, tiles, 0)
         check.uniform = uni
     if not (dyn.cycle_exact and (check.uniform is None or check.uniform.cycle_exact)):
         check.mismatches.append("cycles differ (see cycles_rtl / cycles_formula / cycles_model)")
@@ -296,10 +301,7 @@ def verify_lanes(
     run = TileRun(p.tag, True, True)
     for s in range(n):
         sj = dj.sample(s)
-        t0 = time.perf_counter()
-        prog = build_lane_program(p, sj)
-        res = simulate_lanes(prog)
-        run.seconds += time.perf_counter() - t0
+        prog, res = _timed(run, build_lane_program, simulate_lanes, p, sj)
         view = TileProgram(p, prog.k, prog.n_groups, prog.n_blocks, [], [], [], [], prog.pixels)  # type: ignore[arg-type]
         out = scatter_outputs(view, res.outputs, sj)
         acc, gmask = lane_golden(p, sj)
@@ -311,11 +313,8 @@ def verify_lanes(
             if ref_mask is not None:
                 got = decisions_mask(sj, res.decisions)
                 run.decisions_exact &= bool(np.array_equal(got, ref_mask))
-        run.cycles_rtl.append(res.compute_cycles)
-        run.cycles_formula.append(lane_predicted_cycles(p, sj, gmask))
-        if use_model:
-            run.cycles_model = (run.cycles_model or []) + lane_model_cycles(p, sj, gmask)
-        run.refined_tiles += int(gmask.sum()) if gmask is not None else 0
-        run.tiles += prog.n_groups * prog.n_blocks
-        _accumulate(run, res)
+        model = lane_model_cycles(p, sj, gmask) if use_model else None
+        refined = int(gmask.sum()) if gmask is not None else 0
+        formula = lane_predicted_cycles(p, sj, gmask)
+        _record(run, res, formula, model, prog.n_groups * prog.n_blocks, refined)
     return run
