@@ -10,7 +10,9 @@ from dynabit.hardware.shapes import LayerShape
 
 
 def _shape(**kw) -> LayerShape:
-    base = dict(name="c", kind="conv", in_channels=16, out_channels=32, in_hw=(8, 8), out_hw=(8, 8))
+    base = dict(
+        name="c", kind="conv", in_channels=16, out_channels=32, in_hw=(8, 8), out_hw=(8, 8)
+    )
     return LayerShape(**{**base, **kw})
 
 

@@ -177,7 +177,9 @@ def layer_shapes_from_model(
         q = getattr(mod, "qcfg", None)
         edge = idx == 0 or idx == len(records) - 1
         dynamic = bool(q.dynamic) if q is not None else not (keep_first_last and edge)
-        group, block = hardware_units(hw, getattr(q, "group", None), getattr(q, "block_size", None))
+        group, block = hardware_units(
+            hw, getattr(q, "group", None), getattr(q, "block_size", None)
+        )
         if q is not None:
             bits = int(q.bits) if dynamic else int(q.static_bits)
             hi = min(int(q.hi_bits), bits)
