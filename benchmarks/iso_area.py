@@ -1,6 +1,6 @@
 """Iso-area benchmark: dual, INT8, INT4 and bit-serial arrays of N-lane dot-product PEs.
 
-    python benchmarks/iso_area.py [--quick] [--lanes 8] [--samples 4] [--images 256]
+    python benchmarks/iso_area.py [--quick] [--lanes 8] [--samples 4] [--images 256] [--out F]
 
 Every design has the same organisation (``R x C`` output-stationary array of ``N``-lane PEs, one
 accumulator each) and the same buffers; the bit-serial design runs at the 5-bit budget (A5,
@@ -13,8 +13,9 @@ accumulator each) and the same buffers; the bit-serial design runs at the 5-bit 
 2. Area from the PE area table (``dynabit/configs/pe_area.json``): per PE, the PE array, the
    core (+ drain capture registers and the dual decision logic) and the tile (+ equal buffers).
 3. ResNet-18 at 224x224 on a 32x32 array, synthetic block masks at refine ratio 0.25.
-4. The Fashion-MNIST small CNN, FP32-trained here for a few hundred steps, prepared for the
-   32x32 array and calibrated (no QAT): the real masks its test images produce.
+4. The Fashion-MNIST small CNN trained here as ``dynabit train`` does it: FP32 epochs, then QAT
+   of the default method at the 5-bit budget on the 32x32 array (a training subset, to stay
+   cheap); the real masks its test images produce, and its top-1.
 5. Break-even refine ratio against INT8: ResNet-18 masks on a grid of ratios.
 
 Throughput per area is inferences per cycle per transistor, in compute cycles (what the RTL is
@@ -37,9 +38,11 @@ import numpy as np
 from dynabit.config.hardware import HardwareConfig
 from dynabit.hardware import network_shapes, synthetic_masks
 from dynabit.hardware.iso_area import (
+    GRID,
+    LEVELS,
     Design,
     area,
-    break_even,
+    break_even_grid,
     energy_ratios,
     load_area_table,
     ratios,
@@ -51,8 +54,6 @@ from dynabit.utils.files import atomic_write_text
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "iso_area.json"
 BUDGET_BITS = 5
-GRID = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
-LEVELS = ("array", "core", "tile")
 
 
 def designs(lanes: int) -> list[Design]:
@@ -150,43 +151,65 @@ def print_workload(name: str, res: dict[str, Any]) -> None:
         print("  " + " | ".join(f"{v:>11s}" for v in [d, *vals]))
 
 
-def fashion_mnist(hw: HardwareConfig, steps: int, images: int) -> tuple[list, dict, str] | None:
-    """Shapes and real masks of a briefly trained, calibrated Fashion-MNIST small CNN."""
+def fashion_mnist(
+    hw: HardwareConfig, fp32_epochs: int, qat_epochs: int, subset: int | None, images: int
+) -> tuple[list, dict, str] | None:
+    """Shapes and real masks of a Fashion-MNIST small CNN trained as ``dynabit train`` does it
+    (FP32 pre-training, then QAT of the default method at the 5-bit budget on ``hw``'s array),
+    on ``subset`` training images, and its top-1 on the whole test set."""
+    import tempfile
+
+    import torch
+
+    from dynabit.config.run import validate_run
+    from dynabit.data import DatasetError, dataset_info, load_dataset
+    from dynabit.hardware.trace import trace_model
+    from dynabit.train import load_model, run_training
+
     try:
-        import torch
-        import torch.nn.functional as F
-
-        from dynabit.config import QuantConfig
-        from dynabit.data import load_dataset
-        from dynabit.hardware.trace import trace_model
-        from dynabit.models.small_cnn import SmallCNN
-        from dynabit.quant import calibrate, prepare
-
-        train = load_dataset("fashion-mnist", "train", subset=8192)
-        test = load_dataset("fashion-mnist", "test", subset=images)
-    except Exception as e:  # the data set is optional here; say why it was skipped
-        print(f"  skipped: {type(e).__name__}: {e}")
+        dataset_info("fashion-mnist", None)
+    except DatasetError as e:  # the data set is optional here; say why it was skipped
+        print(f"  skipped: {e}")
         return None
-    torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(0)
-    model = SmallCNN(in_channels=1, width=16, image_size=28)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    model.train()
-    for _ in range(steps):
-        idx = torch.randint(0, len(train), (64,), generator=gen)
-        loss = F.cross_entropy(model(train.images[idx]), train.labels[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    cfg = QuantConfig(hardware={"rows": hw.rows, "cols": hw.cols})  # type: ignore[arg-type]
-    qmodel = prepare(model.eval(), cfg)
-    calibrate(qmodel, [train.images[i : i + 256] for i in range(0, 2048, 256)])
+    cfg = validate_run(
+        {
+            "train": {
+                "dataset": "fashion-mnist",
+                "model": "small_cnn",
+                "epochs": qat_epochs,
+                "lr": 0.005,
+                "threshold_lr": 0.01,
+                "schedule": "cosine",
+                "quantize": True,
+                "calib_batches": 8,
+                "seed": 0,
+                "train_subset": subset,
+                "progress": False,
+            },
+            "pretrain": {"epochs": fp32_epochs, "lr": 0.05},
+            "quant": {
+                "bits": 8,
+                "hi_bits": 4,
+                "budget": float(BUDGET_BITS),
+                "hardware": hw.model_dump(),
+            },
+        },
+        "iso-area Fashion-MNIST run",
+    )
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as run:
+        res = run_training(cfg, Path(run))
+        model, _, _ = load_model(res["qat"].run_dir)
+    test = load_dataset("fashion-mnist", "test", subset=images)
     with torch.no_grad():
-        shapes, masks = trace_model(qmodel, test.images, hw)
-        top1 = float((qmodel(test.images).argmax(1) == test.labels).float().mean()) * 100
+        shapes, masks = trace_model(model, test.images, hw)
+    fp32, qat = res["fp32"].top1, res["qat"].top1
     how = (
-        f"SmallCNN width 16, {steps} FP32 steps, prepared and calibrated (no QAT); "
-        f"{images} test images, top-1 {top1:.1f}%"
+        f"small_cnn, {fp32_epochs} FP32 epochs then {qat_epochs} QAT epoch(s) of the default "
+        f"method at budget {BUDGET_BITS} bits on {subset or 'all'} training images "
+        f"({time.perf_counter() - t0:.0f} s); top-1 on the 10000 test images: FP32 {fp32:.2f}%, "
+        f"QAT {qat:.2f}%, B_avg {res['qat'].b_avg_macs:.3f}; masks of the first {images} "
+        "test images"
     )
     return shapes, masks, how
 
@@ -198,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lanes", type=int, default=8, help="lanes N per PE (an area-table row)")
     ap.add_argument("--samples", type=int, default=4, help="synthetic ResNet-18 mask samples")
     ap.add_argument("--images", type=int, default=256, help="Fashion-MNIST test images")
-    ap.add_argument("--steps", type=int, default=400, help="Fashion-MNIST FP32 training steps")
+    ap.add_argument("--fp32-epochs", type=int, default=2, help="Fashion-MNIST FP32 epochs")
+    ap.add_argument("--qat-epochs", type=int, default=1, help="Fashion-MNIST QAT epochs")
+    ap.add_argument("--train-subset", type=int, default=16384, help="Fashion-MNIST training images")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     lanes = args.lanes
@@ -225,7 +250,13 @@ def main(argv: list[str] | None = None) -> int:
     print_workload("resnet18_r0.25", r18)
 
     print("\n4. Fashion-MNIST small CNN, real masks")
-    fm = fashion_mnist(hw, 100 if args.quick else args.steps, 64 if args.quick else args.images)
+    fm = fashion_mnist(
+        hw,
+        args.fp32_epochs,
+        args.qat_epochs,
+        2048 if args.quick else args.train_subset,
+        64 if args.quick else args.images,
+    )
     workloads = {"resnet18_r0.25": r18}
     fm_how = None
     if fm is not None:
@@ -235,15 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         print_workload("fashion_mnist_real_masks", workloads["fashion_mnist_real_masks"])
 
     print("\n5. break-even refine ratio against INT8 (ResNet-18, dual per area / INT8 per area)")
-    int8 = run_design(Design("int8", lanes), shapes, None, hw, table)
-    adv: dict[str, list[float]] = {lvl: [] for lvl in LEVELS}
-    for r in GRID:
-        m = synthetic_masks(shapes, r, samples=1, seed=1)
-        dual = run_design(Design("dual", lanes), shapes, m, hw, table)
-        for lvl in LEVELS:
-            adv[lvl].append(dual.per_area(lvl) / int8.per_area(lvl))
-        print(f"  r={r:.3f}  " + "  ".join(f"{lvl} {adv[lvl][-1]:.3f}" for lvl in LEVELS))
-    even = {lvl: break_even(GRID, adv[lvl]) for lvl in LEVELS}
+    grid = break_even_grid(shapes, hw, GRID, table)
+    adv, even = grid["dual_per_area_over_int8"], grid["break_even"]
+    for i, r in enumerate(GRID):
+        print(f"  r={r:.3f}  " + "  ".join(f"{lvl} {adv[lvl][i]:.3f}" for lvl in LEVELS))
     print("  break-even: " + ", ".join(f"{k} {v}" for k, v in even.items()))
 
     def pick(key: str) -> dict[str, dict[str, float]]:

@@ -23,6 +23,7 @@ import torch
 
 from dynabit.config import HardwareConfig, QuantConfig
 from dynabit.config.run import validate_run
+from dynabit.hardware.iso_area import summary_figures, summary_rows
 from dynabit.utils.files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -273,6 +274,7 @@ def _run_demo(opts: DemoOptions) -> dict[str, Any]:
         "energy_saving_vs_uniform8": sim["energy_saving_vs_uniform8"],
         "ideal_speedup": sim["ideal_speedup"],
         "speedup_per_element_gating": sim["speedup_per_element_gating"],
+        **summary_figures(sim["headline"]),
         "parity": parity["parity"],
         "parity_samples": parity["samples"],
         "sim_samples": sim["samples"],
@@ -312,6 +314,7 @@ def summary_table(s: dict[str, Any]) -> str:
         ("ideal speedup B / B_avg", f"{s['ideal_speedup']:.3f}x"),
         ("per-element gating speedup, same ratio", f"{s['speedup_per_element_gating']:.3f}x"),
         ("energy saving vs uniform 8-bit", f"{100 * s['energy_saving_vs_uniform8']:.1f} %"),
+        *summary_rows(s),
         (
             "integer engine parity",
             f"{'pass' if s['parity'] else 'FAIL'} ({s['parity_samples']} images)",

@@ -104,3 +104,36 @@ def test_reports(resnet18_os32, tmp_path):
     )
     assert to_markdown(single).startswith("## dynamic")
     assert len(list(csv.DictReader(io.StringIO(to_csv(single))))) == len(shapes)
+
+
+def test_per_area_figures_come_from_the_iso_area_module(resnet18_os32):
+    from dynabit.hardware.iso_area import compare_designs
+
+    hw, shapes = resnet18_os32
+    hw8 = hw.model_copy(update={"lanes": 8})
+    masks = synthetic_masks(shapes, 0.25, samples=2)
+    c = compare(shapes, masks, hw8)
+    ref = compare_designs(shapes, masks, hw8)
+    h = c.headline()
+    assert h["throughput_per_area_vs_int8"] == pytest.approx(ref["per_area_vs_int8"]["dual"])
+    assert h["throughput_per_area_vs_int4"] == pytest.approx(ref["per_area_vs_int4"]["dual"])
+    assert h["energy_per_inference_vs_int8"] == pytest.approx(ref["energy_vs_int8"]["dual"])
+    assert 0.0 < h["break_even_ratio_vs_int8"] < 1.0
+    assert h["break_even_ratio_vs_int8"] == pytest.approx(ref["break_even_ratio_vs_int8"])
+    md = to_markdown(c)
+    assert "per area, against designs of the same organisation (32x32, 8-lane PEs" in md
+    assert f"{h['throughput_per_area_vs_int8']:.3f}x INT8's" in md
+    data = json.loads(to_json(c))
+    assert data["per_area"]["per_area_vs_int8"]["int8"] == 1.0
+    assert compare(shapes, masks, hw8, per_area=False).per_area is None
+
+
+def test_per_area_is_skipped_with_the_reason(resnet18_os32):
+    hw, shapes = resnet18_os32
+    masks = synthetic_masks(shapes, 0.25, samples=1)
+    c = compare(shapes, masks, hw.model_copy(update={"lanes": 3}))
+    assert c.per_area is None and "no area row for dual with 3 lanes" in c.per_area_note
+    assert "throughput_per_area_vs_int8" not in c.headline()
+    assert "per area: not available (no area row for dual with 3 lanes" in to_markdown(c)
+    a8 = compare(shapes, masks, hw.model_copy(update={"act_chunk_bits": 8}))
+    assert a8.per_area is None and "8-bit chunks" in a8.per_area_note

@@ -92,3 +92,33 @@ def test_break_even_interpolates_the_crossing() -> None:
     assert break_even([0.0, 0.5, 1.0], [1.4, 1.2, 0.8]) == pytest.approx(0.75)
     assert break_even([0.0, 1.0], [0.9, 0.7]) == 0.0
     assert break_even([0.0, 1.0], [1.5, 1.1]) is None
+
+
+def test_break_even_grid_falls_with_the_ratio(shapes) -> None:
+    from dynabit.hardware.iso_area import break_even_grid
+
+    grid = break_even_grid(shapes, HW, (0.0, 0.5, 1.0))
+    for lvl, adv in grid["dual_per_area_over_int8"].items():
+        assert adv[0] > adv[1] > adv[2], lvl  # more refinement: more cycles, same area
+        assert grid["break_even"][lvl] == break_even([0.0, 0.5, 1.0], adv)
+
+
+def test_summary_figures_and_rows() -> None:
+    from dynabit.hardware.iso_area import summary_figures, summary_rows
+
+    assert summary_figures({"speedup_vs_uniform": 1.2}) == {} and summary_rows({}) == []
+    head = {
+        "throughput_per_area_vs_int8": 1.18,
+        "throughput_per_area_vs_int4": 0.74,
+        "energy_per_inference_vs_int8": 0.93,
+        "break_even_ratio_vs_int8": float("nan"),  # never crosses
+        "lanes": 8.0,
+    }
+    s = summary_figures(head)
+    assert s["break_even_ratio_vs_int8"] is None and s["per_area_lanes"] == 8
+    rows = dict(summary_rows(s))
+    assert (
+        rows["throughput per area vs INT8 of the same organisation (8-lane PEs, equal buffers)"]
+        == "1.180x"
+    )
+    assert rows["break-even refine ratio vs INT8"].startswith("none")

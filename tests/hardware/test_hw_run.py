@@ -63,7 +63,8 @@ def test_masks_too_large_for_memory_are_refused_before_drawing() -> None:
 
 
 def test_per_area_table_or_why_not() -> None:
-    table, text = run_simulation(network="resnet20", lanes=4, samples=1).per_area()
-    assert table is not None and table["lanes"] == 4 and "int8" in text
-    table, text = run_simulation(network="resnet20", lanes=3, samples=1).per_area()
-    assert table is None and text.startswith("per-area table skipped: ")
+    result = run_simulation(network="resnet20", lanes=4, samples=1).result
+    assert result.per_area is not None and result.per_area["lanes"] == 4
+    assert "int8" in result.per_area["designs"]
+    result = run_simulation(network="resnet20", lanes=3, samples=1).result
+    assert result.per_area is None and "no area row" in result.per_area_note

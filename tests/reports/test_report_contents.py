@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from dynabit.reports.report import threshold_history
 
-SECTIONS = ("summary", "accuracy", "ratios", "decisions", "hardware", "thresholds")
-FIGURES = SECTIONS[1:]
+SECTIONS = ("summary", "accuracy", "ratios", "decisions", "hardware", "per_area", "thresholds")
+FIGURES = tuple(k for k in SECTIONS[1:] if k != "per_area")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -82,6 +82,11 @@ def test_report_reads_like_a_report(report_run) -> None:
     faster = sim["bitparallel"]["summary"]["cycles"] < sim["dynamic"]["summary"]["cycles"]
     assert ("It is faster than the dynamic design here" in text) == faster
     assert "Per unit of PE area" in text
+    # Throughput per area against INT8 and INT4 of the same organisation, the module's figures.
+    per_area = json.loads((run / "simulation.json").read_text())["per_area"]
+    assert f"{per_area['per_area_vs_int8']['dual']:.3f}x" in text
+    assert f"{summary['throughput_per_area_vs_int8']:.3f}x" in text
+    assert "Break-even refine ratio against INT8" in text
 
 
 def test_cli_writes_report(report_run, tmp_path) -> None:

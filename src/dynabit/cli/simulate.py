@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from dynabit.cli.errors import fail, user_errors
+
+if TYPE_CHECKING:
+    from dynabit.hardware.compare import Comparison
 
 FORMATS = ("json", "csv", "md")
 
@@ -156,10 +159,7 @@ def simulate_command(
     if sim.masks_note is not None:
         typer.echo(sim.masks_note)
     typer.echo(to_markdown(sim.result))
-    per_area = None
-    if lanes is not None:
-        per_area, text = sim.per_area()
-        typer.echo(text)
+    per_area = _per_area(sim.result) if lanes is not None else None
     if out is not None:
         with user_errors():
             out.mkdir(parents=True, exist_ok=True)
@@ -169,6 +169,19 @@ def simulate_command(
             if per_area is not None:
                 (out / "simulate_per_area.json").write_text(json.dumps(per_area, indent=2) + "\n")
         typer.echo(f"wrote {', '.join(f'simulate.{f}' for f in wanted)} to {out}")
+
+
+def _per_area(result: Comparison) -> dict | None:
+    """The comparison's per-area table of the four designs at its lanes (printed), or a note
+    why there is none."""
+    from dynabit.hardware.iso_area import designs_markdown
+
+    res = result.per_area
+    if res is None:
+        typer.echo(f"per-area table skipped: {result.per_area_note}")
+        return None
+    typer.echo(designs_markdown(res))
+    return res
 
 
 def _scalesim(topology: Path | None, cfg: Path | None, report_dir: Path | None) -> None:

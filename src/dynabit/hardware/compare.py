@@ -6,16 +6,25 @@ Speedups are ratios of mean cycles per sample (throughput at batch 1); energy sa
 the measured MAC-weighted refine ratio ``r``), i.e. ``B / B_avg`` when every layer has the
 same ``B``. *Compute-bound* layers are the dynamic layers that stall on DRAM in neither our
 run nor the uniform one.
+
+Every speedup here is against baselines on the *same* array of the same PEs. Per area, a
+comparison also carries the designs of the same organisation (``hw.lanes``-lane dot-product
+PEs, equal buffers) from :mod:`dynabit.hardware.iso_area`: the dual design's throughput per
+area and energy per inference against INT8 and INT4 arrays, and the break-even refine ratio
+against INT8 (``per_area``; ``None`` with ``per_area_note`` saying why when the area table has
+no row for the config).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from dynabit.config.hardware import HardwareConfig
+from dynabit.hardware import iso_area
 from dynabit.hardware.shapes import LayerShape
 from dynabit.hardware.simulator import SimResult, simulate
 
@@ -28,6 +37,8 @@ class Comparison:
 
     results: dict[str, SimResult]
     reference: str = "dynamic"
+    per_area: dict[str, Any] | None = None  # iso_area.compare_designs of our masks
+    per_area_note: str = ""  # why ``per_area`` is missing
 
     @property
     def ours(self) -> SimResult:
@@ -115,6 +126,8 @@ class Comparison:
             if b != self.reference:
                 out[f"speedup_vs_{b}"] = self.speedup(b)
                 out[f"energy_saving_vs_{b}"] = self.energy_saving(b)
+        if self.per_area is not None:
+            out.update(iso_area.headline(self.per_area))
         return out
 
 
@@ -125,11 +138,13 @@ def compare(
     element_masks: Mapping[str, np.ndarray] | None = None,
     region_masks: Mapping[str, np.ndarray] | None = None,
     baselines: Sequence[str] = ("uniform", "high", "bitparallel"),
+    per_area: bool = True,
 ) -> Comparison:
     """Simulate our masks and every baseline on the same array.
 
     ``element_masks`` add per-element gating, ``region_masks`` DRQ-style region gating; the
     other baselines need no masks. ``uniform`` is always included (it defines the ideal).
+    ``per_area``: add the designs of the same organisation per area (see the module doc).
     """
     hw = hw or HardwareConfig()
     unknown = sorted(set(baselines) - set(BASELINES))
@@ -144,4 +159,9 @@ def compare(
         results["element"] = simulate(shapes, element_masks, hw, "element")
     if region_masks is not None:
         results["region"] = simulate(shapes, region_masks, hw, "region")
-    return Comparison(results)
+    if not per_area:
+        return Comparison(results, per_area_note="not asked for")
+    try:
+        return Comparison(results, per_area=iso_area.compare_designs(shapes, masks, hw))
+    except KeyError as e:  # the area table has no PE of this organisation
+        return Comparison(results, per_area_note=str(e.args[0]))

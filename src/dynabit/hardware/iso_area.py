@@ -28,7 +28,6 @@ SRAM, DRAM, control) plus leakage: ``leakage_nw_per_transistor`` x tile transist
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,9 +41,6 @@ from dynabit.hardware.shapes import LayerShape
 from dynabit.hardware.simulator import simulate
 
 DESIGNS: tuple[str, ...] = ("dual", "int8", "int4", "bitserial")
-
-#: The PE area table written by ``dynabit rtl --area-table`` (package data).
-AREA_TABLE = Path(__file__).resolve().parents[1] / "configs" / "pe_area.json"
 
 DFF, ENABLE, GATE2 = 16, 12, 6  # CMOS transistors (as in dynabit.rtl.synth)
 SRAM_BIT = 6
@@ -82,20 +78,19 @@ class Design:
         return {"dual": "dynamic", "bitserial": "uniform"}.get(self.design, "dense")
 
 
-def load_area_table(path: Path = AREA_TABLE) -> dict[str, Any]:
-    """The PE area table (``rows``: one per design and lane count)."""
-    return json.loads(Path(path).read_text())
+def load_area_table(path: Path | None = None) -> dict[str, Any]:
+    """The PE area table (``rows``: one per design and lane count; default: the checked-in
+    one, :data:`dynabit.rtl.area.AREA_TABLE`)."""
+    from dynabit.rtl.area import AREA_TABLE, load_table  # the table's one reader
+
+    return load_table(path or AREA_TABLE)
 
 
 def pe_row(d: Design, table: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The table row of ``d``'s PE; ``KeyError`` names what is missing."""
-    table = table or load_area_table()
-    for row in table["rows"]:
-        same = row["design"] == d.design and row["lanes"] == d.lanes
-        if same and (d.design != "bitserial" or row["serial_bits"] == d.serial_bits):
-            return dict(row)
-    have = sorted({(r["design"], r["lanes"]) for r in table["rows"]})
-    raise KeyError(f"no area row for {d.name} with {d.lanes} lanes; rows: {have}")
+    from dynabit.rtl.area import find_row
+
+    return find_row(dict(table or load_area_table()), d.design, d.lanes, d.serial_bits)
 
 
 def area(d: Design, hw: HardwareConfig, table: Mapping[str, Any] | None = None) -> dict[str, int]:
@@ -240,16 +235,55 @@ def break_even(ratio_grid: Sequence[float], advantage: Sequence[float]) -> float
     return None
 
 
+#: Refine ratios the break-even ratio is searched on.
+GRID: tuple[float, ...] = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
+LEVELS: tuple[str, ...] = ("array", "core", "tile")
+
+
+def break_even_grid(
+    shapes: Sequence[LayerShape],
+    hw: HardwareConfig,
+    grid: Sequence[float] = GRID,
+    table: Mapping[str, Any] | None = None,
+    seed: int = 1,
+) -> dict[str, Any]:
+    """The dual design's throughput per area over INT8's (same lanes) on ``shapes`` with
+    synthetic block masks (one sample) at every refine ratio of ``grid``, at every area level,
+    and the refine ratio where it crosses 1 (:func:`break_even`)."""
+    from dynabit.hardware.masks import synthetic_masks
+
+    table = table or load_area_table()
+    int8 = run_design(Design("int8", hw.lanes), shapes, None, hw, table)
+    adv: dict[str, list[float]] = {lvl: [] for lvl in LEVELS}
+    for r in grid:
+        m = synthetic_masks(shapes, r, samples=1, seed=seed)
+        dual = run_design(Design("dual", hw.lanes), shapes, m, hw, table)
+        for lvl in LEVELS:
+            adv[lvl].append(dual.per_area(lvl) / int8.per_area(lvl))
+    return {
+        "ratios": list(grid),
+        "dual_per_area_over_int8": adv,
+        "break_even": {lvl: break_even(grid, adv[lvl]) for lvl in LEVELS},
+    }
+
+
 def compare_designs(
     shapes: Sequence[LayerShape],
     masks: Mapping[str, np.ndarray],
     hw: HardwareConfig,
     budget_bits: int = 5,
     table: Mapping[str, Any] | None = None,
+    with_break_even: bool = True,
 ) -> dict[str, Any]:
     """Dual (``masks``), INT8, INT4 and bit-serial at ``budget_bits`` on ``hw``'s array and
-    lanes: each design's figures and its throughput per area and energy against INT8 and INT4.
-    ``KeyError`` when the area table has no row for ``hw.lanes``."""
+    lanes: each design's figures and its throughput per area and energy against INT8 and INT4;
+    ``with_break_even``: the break-even refine ratio against INT8 on these layers
+    (:func:`break_even_grid`). ``KeyError`` when the area table has no row for ``hw.lanes``."""
+    if (hw.weight_bits, hw.act_chunk_bits) != (8, 4):  # what every row of the table is
+        raise KeyError(
+            f"no area row for W{hw.weight_bits} PEs with {hw.act_chunk_bits}-bit chunks: "
+            "the area table's PEs are W8 with 4-bit chunks"
+        )
     table = table or load_area_table()
     ds = [
         Design("dual", hw.lanes),
@@ -258,7 +292,7 @@ def compare_designs(
         Design("bitserial", hw.lanes, 1, budget_bits),
     ]
     runs = {d.name: run_design(d, shapes, masks, hw, table) for d in ds}
-    return {
+    out: dict[str, Any] = {
         "lanes": hw.lanes,
         "array": f"{hw.rows}x{hw.cols}",
         "budget_bits": budget_bits,
@@ -267,6 +301,24 @@ def compare_designs(
         "per_area_vs_int4": ratios(runs, "int4", "core"),
         "per_area_vs_int8_tile": ratios(runs, "int8", "tile"),
         "energy_vs_int8": energy_ratios(runs, "int8"),
+    }
+    if with_break_even:
+        grid = break_even_grid(shapes, hw, table=table)
+        out["break_even_ratio_vs_int8"] = grid["break_even"]["core"]
+        out["break_even_grid"] = grid
+    return out
+
+
+def headline(res: Mapping[str, Any]) -> dict[str, float]:
+    """The dual design's figures of a :func:`compare_designs` result, as a comparison's
+    headline names them (``break_even_ratio_vs_int8`` only when it crosses: NaN if never)."""
+    even = res.get("break_even_ratio_vs_int8", float("nan"))
+    return {
+        "throughput_per_area_vs_int8": res["per_area_vs_int8"]["dual"],
+        "throughput_per_area_vs_int4": res["per_area_vs_int4"]["dual"],
+        "energy_per_inference_vs_int8": res["energy_vs_int8"]["dual"],
+        "break_even_ratio_vs_int8": float("nan") if even is None else float(even),
+        "lanes": float(res["lanes"]),
     }
 
 
@@ -286,4 +338,64 @@ def designs_markdown(res: Mapping[str, Any]) -> str:
             f"| {res['per_area_vs_int8'][name]:.3f} | {res['per_area_vs_int4'][name]:.3f} "
             f"| {res['per_area_vs_int8_tile'][name]:.3f} | {res['energy_vs_int8'][name]:.3f} |"
         )
+    if "break_even_ratio_vs_int8" in res:
+        lines += ["", f"break-even refine ratio against INT8 (core): {break_even_words(res)}"]
     return "\n".join(lines) + "\n"
+
+
+def break_even_words(res: Mapping[str, Any]) -> str:
+    """The break-even refine ratio of a :func:`compare_designs` result in words."""
+    even = res.get("break_even_ratio_vs_int8")
+    if even is None:
+        return "none: the dual design wins at every refine ratio up to 1"
+    if even == 0.0:
+        return "none: the dual design loses even with no refinement"
+    return f"{even:.3f} (the dual design wins below it)"
+
+
+#: The per-area figures a run summary carries (from a comparison's :func:`headline`).
+SUMMARY_KEYS: tuple[str, ...] = (
+    "throughput_per_area_vs_int8",
+    "throughput_per_area_vs_int4",
+    "energy_per_inference_vs_int8",
+    "break_even_ratio_vs_int8",
+)
+
+
+def summary_figures(head: Mapping[str, float]) -> dict[str, Any]:
+    """The per-area figures of a comparison's headline for a run summary (``{}`` when the
+    comparison has none; a break-even ratio that never crosses is ``None``), with the lanes
+    as ``per_area_lanes``."""
+    if "throughput_per_area_vs_int8" not in head:
+        return {}
+    out: dict[str, Any] = {k: head[k] if np.isfinite(head[k]) else None for k in SUMMARY_KEYS}
+    out["per_area_lanes"] = int(head["lanes"])
+    return out
+
+
+def summary_rows(s: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Label/value rows of a run summary's per-area figures (none when it has none)."""
+    if "throughput_per_area_vs_int8" not in s:
+        return []
+    org = f"INT8 of the same organisation ({s['per_area_lanes']}-lane PEs, equal buffers)"
+    even = s["break_even_ratio_vs_int8"]
+    return [
+        (f"throughput per area vs {org}", f"{s['throughput_per_area_vs_int8']:.3f}x"),
+        (
+            "throughput per area vs INT4, same organisation",
+            f"{s['throughput_per_area_vs_int4']:.3f}x",
+        ),
+        (
+            "energy per inference vs INT8, same organisation",
+            f"{s['energy_per_inference_vs_int8']:.3f}x",
+        ),
+        ("break-even refine ratio vs INT8", _even_short(even)),
+    ]
+
+
+def _even_short(even: float | None) -> str:
+    if even is None:
+        return "none (the dual design wins up to ratio 1)"
+    if even == 0.0:
+        return "0 (the dual design loses even unrefined)"
+    return f"{even:.3f} (the dual design wins below it)"

@@ -74,6 +74,8 @@ def to_dict(obj: SimResult | Comparison) -> dict[str, Any]:
                 "samples": obj.ours.samples,
                 "headline": obj.headline(),
                 "compute_bound_layers": obj.compute_bound_layers(),
+                "per_area": obj.per_area,
+                "per_area_note": obj.per_area_note,
                 "runs": {
                     m: {"summary": r.summary(), "layers": layer_rows(r)}
                     for m, r in obj.results.items()
@@ -172,14 +174,34 @@ def to_markdown(obj: SimResult | Comparison, path: str | Path | None = None) -> 
             ]
         )
     h = obj.headline()
-    lines = [f"- {k}: {v:.4g}" for k, v in h.items() if not k.startswith(("speedup_vs", "energy_"))]
+    skip = ("speedup_vs", "energy_", "throughput_per_area", "break_even", "lanes")
+    lines = [f"- {k}: {v:.4g}" for k, v in h.items() if not k.startswith(skip)]
     text = (
         f"## {title}: ours ({obj.reference}) against the baselines\n\n"
         "speedup = baseline cycles / ours; energy saving = 1 - ours / baseline\n\n"
         + _table(head, rows)
         + "\n"
         + "\n".join(lines)
+        + "\n\n"
+        + per_area_line(obj)
         + "\n\n### ours per layer\n\n"
         + _layers_md(obj.ours)
     )
     return _write(text, path)
+
+
+def per_area_line(obj: Comparison) -> str:
+    """The dual design against INT8 and INT4 arrays of the same organisation, in one line."""
+    if obj.per_area is None:
+        return f"per area: not available ({obj.per_area_note})"
+    from dynabit.hardware.iso_area import break_even_words
+
+    h, res = obj.headline(), obj.per_area
+    return (
+        f"per area, against designs of the same organisation ({res['array']}, {res['lanes']}-lane "
+        "PEs, one accumulator each, equal buffers; core transistors): throughput per area "
+        f"{h['throughput_per_area_vs_int8']:.3f}x INT8's and "
+        f"{h['throughput_per_area_vs_int4']:.3f}x INT4's, energy per inference "
+        f"{h['energy_per_inference_vs_int8']:.3f}x INT8's; break-even refine ratio against "
+        f"INT8 {break_even_words(res)}"
+    )

@@ -205,17 +205,6 @@ class Simulation:
             return None
         return f"masks: {rm.samples} test images of {rm.dataset} through {rm.source}"
 
-    def per_area(self) -> tuple[dict[str, Any] | None, str]:
-        """The dual, INT8, INT4 and bit-serial designs at ``hw.lanes`` per area, and their
-        table as Markdown; ``(None, why)`` when the area table has no row for the lanes."""
-        from dynabit.hardware.iso_area import compare_designs, designs_markdown
-
-        try:
-            res = compare_designs(self.shapes, self.masks, self.hw)
-        except KeyError as e:
-            return None, f"per-area table skipped: {e.args[0]}"
-        return res, designs_markdown(res)
-
 
 def run_simulation(
     source: Any = None,

@@ -32,6 +32,13 @@ MODE_WHAT = {
     "element": "the same refine ratio, decided per element (Precision-Gating style)",
     "region": "the same ratio, decided on each layer's input (DRQ style)",
 }
+# Human labels of the designs compared per area (``simulation.json`` ``per_area``).
+DESIGN_LABELS = {
+    "dual": "dual precision (this model's decisions)",
+    "int8": "bit-parallel INT8",
+    "int4": "uniform INT4 (one 4x8 pass)",
+    "bitserial": "bit-serial, 1 bit per step (at the bit budget)",
+}
 DATASET_LABELS = {
     "fashion-mnist": "Fashion-MNIST",
     "mnist": "MNIST",
@@ -128,14 +135,3 @@ def threshold_history(stage: Path) -> tuple[list[int], dict[str, list[list[float
                 vals = f.get_tensor(k).float().flatten().tolist()
                 out.setdefault(k.removesuffix(".threshold"), []).append(vals)
     return steps, out
-
-
-def pe_transistors(lanes: int) -> dict[str, int]:
-    """Transistor estimate of one dual-precision and one bit-parallel INT8 PE with ``lanes``
-    lanes, from the checked-in PE area table (``{}`` when it has no such rows)."""
-    path = Path(__file__).resolve().parents[1] / "configs" / "pe_area.json"
-    if not path.is_file():
-        return {}
-    rows = json.loads(path.read_text()).get("rows", [])
-    out = {r["design"]: int(r["transistors"]) for r in rows if r.get("lanes") == lanes}
-    return {k: out[k] for k in ("dual", "int8") if k in out}

@@ -18,14 +18,15 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from dynabit.hardware.iso_area import break_even_words, summary_rows
 from dynabit.reports import plots
 from dynabit.reports.data import (
+    DESIGN_LABELS,
     MODE_LABELS,
     MODE_WHAT,
     MeasuredImages,
     measured_images,
     metrics,
-    pe_transistors,
     read_json,
     threshold_history,
 )
@@ -127,6 +128,7 @@ def summary_section(run_dir: Path, s: dict[str, Any], imgs: MeasuredImages) -> S
                 f"{s['speedup_per_element_gating']:.3f}x",
             ),
             ("energy saving vs uniform 8-bit", f"{100 * s['energy_saving_vs_uniform8']:.1f} %"),
+            *summary_rows(s),
         ]
     if "parity" in s:
         verdict = (
@@ -318,7 +320,7 @@ def hardware_section(sim: dict[str, Any], imgs: MeasuredImages) -> Section | Non
     text = (
         f"Simulated {array} accelerator of {hw.get('act_chunk_bits', 4)}x"
         f"{hw.get('weight_bits', 8)}-bit PEs, running the decisions that {QAT_MODEL} took on "
-        f"{which}; figures are means per image. " + bitparallel_words(summ, hw)
+        f"{which}; figures are means per image. " + bitparallel_words(summ, sim.get("per_area"))
     )
     caption = (
         f"Model: the decisions of {QAT_MODEL}, simulated on the {array} array (the baselines "
@@ -342,7 +344,7 @@ def hardware_section(sim: dict[str, Any], imgs: MeasuredImages) -> Section | Non
     )
 
 
-def bitparallel_words(summ: dict[str, dict[str, Any]], hw: dict[str, Any]) -> str:
+def bitparallel_words(summ: dict[str, dict[str, Any]], per_area: dict[str, Any] | None) -> str:
     """The bit-parallel baseline explained, with the honest verdict against the dynamic one."""
     if "bitparallel" not in summ:
         return ""
@@ -364,18 +366,65 @@ def bitparallel_words(summ: dict[str, dict[str, Any]], hw: dict[str, Any]) -> st
             f"The dynamic design is faster than it here: {dyn:,.0f} against {bp:,.0f} cycles "
             "per image. "
         )
-    area = pe_transistors(int(hw.get("lanes", 1)))
-    if len(area) == 2:
-        d_area, b_area = area["dual"], area["int8"]
-        ratio = (dyn * d_area) / (bp * b_area)
-        verdict = "better" if ratio < 1 else "worse"
-        out += (
-            "Its PEs are larger, though: from the checked-in PE area table (yosys), one "
-            f"dual-precision PE is {d_area:,} transistors and one 8-bit PE {b_area:,}. Per unit "
-            f"of PE area (cycles x PE transistors) the dynamic design is {verdict} by "
-            f"{max(ratio, 1 / ratio):.2f}x."
-        )
+    if per_area:
+        out += "The PEs differ in size, though: the next section compares the designs per area."
     return out
+
+
+def per_area_words(res: dict[str, Any] | None) -> str:
+    """The dual design against INT8 and INT4 arrays of the same organisation, per area."""
+    if not res:
+        return ""
+    d = res["designs"]["dual"]["area"]["core"], res["designs"]["int8"]["area"]["core"]
+    a8, a4 = res["per_area_vs_int8"]["dual"], res["per_area_vs_int4"]["dual"]
+    verdict = "better" if a8 > 1 else "worse"
+    return (
+        "Same-array speedups ignore that the PEs differ in size. Per unit of PE area, against "
+        f"arrays of the same organisation ({res['array']} arrays of {res['lanes']}-lane "
+        "dot-product PEs, one accumulator each, equal buffers), normalised by the core's "
+        "transistors (PEs, drain registers, decision logic) from the checked-in yosys area "
+        "table: the dual "
+        f"design's core is {d[0]:,} transistors against {d[1]:,} for INT8, and its throughput "
+        f"per area is {a8:.2f}x INT8's ({verdict}) and {a4:.2f}x INT4's; energy per inference "
+        f"{res['energy_vs_int8']['dual']:.2f}x INT8's. Break-even refine ratio against INT8: "
+        f"{break_even_words(res)}."
+    )
+
+
+def per_area_section(sim: dict[str, Any]) -> Section | None:
+    """Throughput per area and energy per inference of the designs of the same organisation."""
+    res = sim.get("per_area")
+    if not res:
+        return None
+    rows: list[tuple[str, ...]] = [
+        (
+            DESIGN_LABELS.get(name, name),
+            f"{d['compute_cycles']:,.0f}",
+            f"{d['area']['core']:,}",
+            f"{res['per_area_vs_int8'][name]:.3f}x",
+            f"{res['per_area_vs_int4'][name]:.3f}x",
+            f"{res['energy_vs_int8'][name]:.3f}x",
+        )
+        for name, d in res["designs"].items()
+    ]
+    text = (
+        f"{per_area_words(res)} Cycles are compute cycles (what the RTL is verified against); "
+        "the break-even ratio comes from synthetic block masks on the same layers."
+    )
+    return Section(
+        "per_area",
+        "Throughput per area",
+        text,
+        table=rows,
+        header=(
+            "design",
+            "compute cycles per image",
+            "core transistors",
+            "throughput per area vs INT8",
+            "vs INT4",
+            "energy per image vs INT8",
+        ),
+    )
 
 
 def thresholds_section(run_dir: Path) -> Section | None:
@@ -412,13 +461,15 @@ def build_sections(
     if not (run_dir / "train" / "qat").is_dir():
         raise FileNotFoundError(f"{str(run_dir)!r} has no train/qat stage (not a demo run?)")
     summary = read_json(run_dir / "summary.json")
+    sim = read_json(run_dir / "simulation.json")
     imgs = measured_images(run_dir, summary)
     parts = [
         summary_section(run_dir, summary, imgs),
         accuracy_section(run_dir, summary, imgs),
         ratios_section(run_dir, imgs, eval_subset),
         decisions_section(run_dir, imgs, samples),
-        hardware_section(read_json(run_dir / "simulation.json"), imgs),
+        hardware_section(sim, imgs),
+        per_area_section(sim),
         thresholds_section(run_dir),
     ]
     return [p for p in parts if p is not None]

@@ -73,11 +73,19 @@ def load_table(path: Path = AREA_TABLE) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
 
 
-def pe_transistors(design: str, lanes: int, serial_bits: int = 1, path: Path = AREA_TABLE) -> int:
-    """Transistor estimate of one PE from the table; ``KeyError`` names what is missing."""
-    for row in load_table(path)["rows"]:
+def find_row(
+    table: dict[str, Any], design: str, lanes: int, serial_bits: int = 1, where: str = "the table"
+) -> dict[str, Any]:
+    """The row of ``design`` at ``lanes`` (bit-serial: at ``serial_bits``) in a loaded table;
+    ``KeyError`` names what is missing and the rows there are."""
+    for row in table["rows"]:
         same = row["design"] == design and row["lanes"] == lanes
         if same and (design != "bitserial" or row["serial_bits"] == serial_bits):
-            return int(row["transistors"])
-    have = sorted({(r["design"], r["lanes"]) for r in load_table(path)["rows"]})
-    raise KeyError(f"no area row for {design} with {lanes} lanes in {path}; rows: {have}")
+            return dict(row)
+    have = sorted({(r["design"], r["lanes"]) for r in table["rows"]})
+    raise KeyError(f"no area row for {design} with {lanes} lanes in {where}; rows: {have}")
+
+
+def pe_transistors(design: str, lanes: int, serial_bits: int = 1, path: Path = AREA_TABLE) -> int:
+    """Transistor estimate of one PE from the table; ``KeyError`` names what is missing."""
+    return int(find_row(load_table(path), design, lanes, serial_bits, str(path))["transistors"])

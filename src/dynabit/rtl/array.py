@@ -12,12 +12,13 @@ at the bottom, row ``R-1`` first, while the next fold computes.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Shape, Signal, Value, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from dynabit.rtl.params import TileParams
 from dynabit.rtl.pe import PE, ctl_layout
+from dynabit.rtl.skew import delay_taps, wire_grid
 
 
 class SystolicArray(wiring.Component):
@@ -58,28 +59,17 @@ class SystolicArray(wiring.Component):
 
         # Skew buffers: a shared control chain, one activation chain per row, one weight
         # chain per column (row/column i is i registers deep).
-        ctl_taps = [self.fctl]
-        for i in range(1, rows):
-            s = Signal(ctl_layout(p), name=f"ctl_skew{i}")
-            m.d.sync += s.eq(ctl_taps[-1])
-            ctl_taps.append(s)
+        ctl_taps = delay_taps(m, self.fctl, ctl_layout(p), rows - 1, "ctl_skew", ctl=True)
         w_shape = signed(p.weight_bits)
-        act_taps = [_delay(m, self.fv[r], p.act_shape, r, f"act_skew_r{r}") for r in range(rows)]
-        w_taps = [_delay(m, self.fw[c], w_shape, c, f"w_skew_c{c}") for c in range(cols)]
+        act_taps = [
+            delay_taps(m, self.fv[r], p.act_shape, r, f"act_skew_r{r}")[-1] for r in range(rows)
+        ]
+        w_taps = [delay_taps(m, self.fw[c], w_shape, c, f"w_skew_c{c}")[-1] for c in range(cols)]
+        wire_grid(m, self.pes, act_taps, ctl_taps, w_taps)
 
         for r in range(rows):
             for c in range(cols):
                 pe = self.pes[r][c]
-                m.submodules[f"pe_{r}_{c}"] = pe
-                if c == 0:
-                    m.d.comb += [pe.a_in.eq(act_taps[r]), pe.ctl_in.eq(ctl_taps[r])]
-                else:
-                    left = self.pes[r][c - 1]
-                    m.d.comb += [pe.a_in.eq(left.a_out), pe.ctl_in.eq(left.ctl_out)]
-                if r == 0:
-                    m.d.comb += pe.w_in.eq(w_taps[c])
-                else:
-                    m.d.comb += pe.w_in.eq(self.pes[r - 1][c].w_out)
                 if p.dynamic:
                     m.d.comb += [pe.thr.eq(self.thr[c]), self.flags[r * cols + c].eq(pe.flag)]
                     if p.score == "mean":
@@ -101,12 +91,3 @@ class SystolicArray(wiring.Component):
                 prev = sh
             m.d.comb += self.drain[c].eq(prev)
         return m
-
-
-def _delay(m: Module, v: Value, shape: Shape, depth: int, name: str) -> Value:
-    """``v`` through ``depth`` registers."""
-    for d in range(depth):
-        s = Signal(shape, name=f"{name}_{d}", reset_less=True)
-        m.d.sync += s.eq(v)
-        v = s
-    return v

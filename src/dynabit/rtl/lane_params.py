@@ -8,7 +8,7 @@ from amaranth.hdl import Shape, signed, unsigned
 from amaranth.lib import data
 
 from dynabit.rtl.lanes import LaneParams
-from dynabit.rtl.params import Score, TileParams
+from dynabit.rtl.params import Score, TileParams, check_tile_score, score_suffix
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,7 @@ class LaneTileParams:
             raise ValueError(
                 f"array {self.rows}x{self.cols}: need rows, cols >= 1 and rows + cols >= 3"
             )
-        if self.score not in ("max", "mean"):
-            raise ValueError(f"score must be 'max' or 'mean', got {self.score!r}")
+        check_tile_score(self.score)
         if self.out_bits < self.pe.width:
             raise ValueError(
                 f"out_bits={self.out_bits} is narrower than the {self.pe.width}-bit accumulator"
@@ -66,7 +65,7 @@ class LaneTileParams:
     @property
     def tag(self) -> str:
         """Short name, e.g. ``dual8_b4+4_w8_4x4``."""
-        return f"{self.pe.tag}_{self.rows}x{self.cols}" + ("_mean" if self.score == "mean" else "")
+        return f"{self.pe.tag}_{self.rows}x{self.cols}" + score_suffix(self.score)
 
     def steps(self, k: int) -> int:
         """Steps of a ``K``-element window: ``ceil(K / N)``."""

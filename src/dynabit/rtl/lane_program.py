@@ -24,6 +24,7 @@ from dynabit.rtl.lanes import Design, LaneParams
 from dynabit.rtl.program import (
     LayerJob,
     block_constants,
+    decision_fits,
     golden,
     golden_uniform,
     pack,
@@ -137,14 +138,9 @@ def _check_lane_fits(p: LaneTileParams, job: LayerJob) -> None:
     if job.k > pe.k_max:
         problems.append(f"K={job.k} > the accumulator's k_max={pe.k_max}")
     if p.dynamic:
-        if job.group[0] * job.group[1] != p.rows:
-            problems.append(f"group {job.group} does not cover the array's {p.rows} rows")
-        if job.block_size != p.cols:
-            problems.append(f"block_size {job.block_size} != array columns {p.cols}")
+        problems += decision_fits(job, p.rows, p.cols, p.score)
         if (job.hi_bits, job.lo_bits) != (pe.hi_bits, pe.lo_bits):
             problems.append("activation split differs from the tile's")
-        if job.score != p.score:
-            problems.append(f"score {job.score!r} but the tile decides by {p.score!r}")
     elif job.bits != pe.code_bits:
         problems.append(f"{job.bits}-bit codes on a {pe.code_bits}-bit tile")
     if job.act_signed != pe.act_signed:

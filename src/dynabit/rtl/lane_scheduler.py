@@ -35,6 +35,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from dynabit.rtl.lane_params import LaneTileParams
+from dynabit.rtl.ports import decisions, descriptor, drain, read_port
 
 
 class LaneState(enum.IntEnum):
@@ -62,42 +63,27 @@ class LaneScheduler(wiring.Component):
         ab = p.addr_bits
         self.t_bits = (3 * (1 << ab) + p.rows + p.cols).bit_length()
         self.n_planes = len(p.pe.planes)
-        members = {
-            "start": In(1),
-            "k_len": In(ab),
-            "n_groups": In(ab),
-            "n_blocks": In(ab),
-            "busy": Out(1),
-            "done": Out(1),
-            "f_valid": Out(1),
-            "f_restart": Out(1),
-            "f_shift": Out(1),
-            "f_cmp": Out(1),
-            "f_plane": Out(range(max(2, self.n_planes))),
-            "f_latch": Out(1),
-            "f_snap": Out(1),
-            "snap_shift": Out(1),
-            "new_tile": Out(1),
-            "act_rd_en": Out(1),
-            "act_rd_addr": Out(ab),
-            "w_rd_en": Out(1),
-            "w_rd_addr": Out(ab),
-            "prm_rd_en": Out(1),
-            "prm_rd_addr": Out(ab),
-            "out_valid": Out(1),
-            "out_row": Out(range(p.rows)),
-            "out_block": Out(ab),
-            "out_group": Out(ab),
-            "out_shift": Out(1),
-            "perf_cycles": Out(32),
-        }
-        if p.dynamic:
-            members |= {
-                "refine": In(1),
-                "dec_valid": Out(1),
-                "dec_block": Out(ab),
-                "dec_group": Out(ab),
+        members = (
+            descriptor(ab)
+            | {
+                "f_valid": Out(1),
+                "f_restart": Out(1),
+                "f_shift": Out(1),
+                "f_cmp": Out(1),
+                "f_plane": Out(range(max(2, self.n_planes))),
+                "f_latch": Out(1),
+                "f_snap": Out(1),
+                "snap_shift": Out(1),
+                "new_tile": Out(1),
             }
+            | read_port("act", ab)
+            | read_port("w", ab)
+            | read_port("prm", ab)
+            | drain(p.rows, ab)
+            | {"out_shift": Out(1), "perf_cycles": Out(32)}
+        )
+        if p.dynamic:
+            members |= {"refine": In(1)} | decisions(ab, refine=False)
         super().__init__(members)
 
     # ------------------------------------------------------------------ positions

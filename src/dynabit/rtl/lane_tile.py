@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, wiring
-from amaranth.lib.wiring import In, Out
 
 from dynabit.rtl.decision import DecisionUnit
 from dynabit.rtl.lane_params import (
@@ -33,6 +32,8 @@ from dynabit.rtl.lane_params import (
 )
 from dynabit.rtl.lane_scheduler import LaneScheduler
 from dynabit.rtl.lanes import LanePE, lane_ctl_layout
+from dynabit.rtl.ports import tile_members
+from dynabit.rtl.skew import delay_taps, wire_grid
 
 
 class LaneTile(wiring.Component):
@@ -41,36 +42,15 @@ class LaneTile(wiring.Component):
     def __init__(self, p: LaneTileParams) -> None:
         self.p = p
         ab = p.addr_bits
-        members = {
-            "start": In(1),
-            "k_len": In(ab),
-            "n_groups": In(ab),
-            "n_blocks": In(ab),
-            "busy": Out(1),
-            "done": Out(1),
-            "act_rd_en": Out(1),
-            "act_rd_addr": Out(ab),
-            "act_rd_data": In(lane_act_layout(p)),
-            "w_rd_en": Out(1),
-            "w_rd_addr": Out(ab),
-            "w_rd_data": In(lane_weight_layout(p)),
-            "prm_rd_en": Out(1),
-            "prm_rd_addr": Out(ab),
-            "prm_rd_data": In(lane_param_layout(p)),
-            "out_valid": Out(1),
-            "out_row": Out(range(p.rows)),
-            "out_block": Out(ab),
-            "out_group": Out(ab),
-            "out_data": Out(lane_out_layout(p)),
-            "perf_cycles": Out(32),
-        }
-        if p.dynamic:
-            members |= {
-                "dec_valid": Out(1),
-                "dec_block": Out(ab),
-                "dec_group": Out(ab),
-                "dec_refine": Out(1),
-            }
+        members = tile_members(
+            p.rows,
+            ab,
+            lane_act_layout(p),
+            lane_weight_layout(p),
+            lane_param_layout(p),
+            lane_out_layout(p),
+            p.dynamic,
+        )
         super().__init__(members)
         self.sched = LaneScheduler(p)
         self.pes = [[LanePE(p.pe) for _ in range(p.cols)] for _ in range(p.rows)]
@@ -131,13 +111,14 @@ class LaneTile(wiring.Component):
 
         # Skew: control and activations delayed r cycles per row, weights c per column, the
         # snap r + c per PE; the PEs forward all three (registered) to their neighbours.
-        ctl_taps = _chain(m, ctl, lane_ctl_layout(pe_p), rows - 1, "ctl_skew", ctl=True)
-        snap_taps = _chain(m, sch.f_snap, 1, rows + cols - 2, "snap_skew", ctl=True)
+        ctl_taps = delay_taps(m, ctl, lane_ctl_layout(pe_p), rows - 1, "ctl_skew", ctl=True)
+        snap_taps = delay_taps(m, sch.f_snap, 1, rows + cols - 2, "snap_skew", ctl=True)
         act_taps = [
-            _chain(m, fv[r], fv.shape().elem_shape, r, f"act_skew_r{r}")[-1] for r in range(rows)
+            delay_taps(m, fv[r], fv.shape().elem_shape, r, f"act_skew_r{r}")[-1]
+            for r in range(rows)
         ]
         w_taps = [
-            _chain(m, fw[c], fw.shape().elem_shape, c, f"w_skew_c{c}")[-1] for c in range(cols)
+            delay_taps(m, fw[c], fw.shape().elem_shape, c, f"w_skew_c{c}")[-1] for c in range(cols)
         ]
 
         thr = None
@@ -145,19 +126,12 @@ class LaneTile(wiring.Component):
             # A tile's first compare may fall in the cycle its parameters arrive (S = 1).
             thr = Mux(sch.new_tile, self.prm_rd_data.thr.as_value(), cfg.thr.as_value())
             thr = data.View(cfg.thr.shape(), thr)
+        wire_grid(m, self.pes, act_taps, ctl_taps, w_taps)
         caps = []
         for r in range(rows):
             row_caps = []
             for c in range(cols):
                 pe = self.pes[r][c]
-                m.submodules[f"pe_{r}_{c}"] = pe
-                if c == 0:
-                    m.d.comb += [pe.a_in.eq(act_taps[r]), pe.ctl_in.eq(ctl_taps[r])]
-                else:
-                    left = self.pes[r][c - 1]
-                    m.d.comb += [pe.a_in.eq(left.a_out), pe.ctl_in.eq(left.ctl_out)]
-                up = w_taps[c] if r == 0 else self.pes[r - 1][c].w_out
-                m.d.comb += pe.w_in.eq(up)
                 if thr is not None:
                     m.d.comb += pe.thr.eq(thr[c])
                 cap = Signal(signed(pe_p.width), name=f"cap_{r}_{c}", reset_less=True)
@@ -217,13 +191,3 @@ def _plane_offsets(planes: tuple[int, ...]) -> list[int]:
         out.append(low)
         low += width
     return out[::-1]
-
-
-def _chain(m: Module, v: object, shape: object, depth: int, name: str, ctl: bool = False) -> list:
-    """``[v, v delayed 1, ..., v delayed depth]`` through registers (control ones reset)."""
-    taps = [v]
-    for d in range(depth):
-        s = Signal(shape, name=f"{name}_{d}", reset_less=not ctl)
-        m.d.sync += s.eq(taps[-1])
-        taps.append(s)
-    return taps

@@ -13,6 +13,21 @@ from dynabit.config.scores import DEFAULT_SCORE, Score, score_for
 TILE_SCORES: tuple[str, ...] = ("max", "mean")
 
 
+def check_tile_score(score: str) -> None:
+    """Refuse an unknown score (naming the registered ones) or a registered one the tile has
+    no datapath for."""
+    score_for(score)  # refuses an unknown score, naming the registered ones
+    if score not in TILE_SCORES:
+        raise ValueError(
+            f"score {score!r} has no datapath in the tile; it implements {', '.join(TILE_SCORES)}"
+        )
+
+
+def score_suffix(score: str) -> str:
+    """Tag suffix naming the score, only when it is not the default (``""`` or ``_mean``)."""
+    return "" if score == DEFAULT_SCORE else f"_{score}"
+
+
 @dataclass(frozen=True)
 class TileParams:
     """One ``rows x cols`` output-stationary tile.
@@ -46,12 +61,7 @@ class TileParams:
             )
         if self.weight_bits < 2 or self.acc_bits < 8 or self.mult_bits < 1 or self.addr_bits < 2:
             raise ValueError("weight_bits >= 2, acc_bits >= 8, mult_bits >= 1, addr_bits >= 2")
-        score_for(self.score)  # refuses an unknown score, naming the registered ones
-        if self.score not in TILE_SCORES:
-            raise ValueError(
-                f"score {self.score!r} has no datapath in the tile; it implements "
-                f"{', '.join(TILE_SCORES)}"
-            )
+        check_tile_score(self.score)
 
     # ------------------------------------------------------------------ derived widths
     @property
@@ -103,8 +113,7 @@ class TileParams:
         """Short name, e.g. ``dyn4x4_b4+4_w8`` or ``uni4x4_b8_w8``."""
         if self.dynamic:
             kind = f"dyn{self.rows}x{self.cols}_b{self.hi_bits}+{self.lo_bits}"
-            suffix = "" if self.score == DEFAULT_SCORE else f"_{self.score}"
-            return f"{kind}_w{self.weight_bits}" + suffix
+            return f"{kind}_w{self.weight_bits}" + score_suffix(self.score)
         return f"uni{self.rows}x{self.cols}_b{self.bits}_w{self.weight_bits}"
 
     def uniform(self) -> TileParams:

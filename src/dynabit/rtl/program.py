@@ -398,19 +398,27 @@ def build_program(p: TileParams, job: LayerJob) -> TileProgram:
     )
 
 
+def decision_fits(job: LayerJob, rows: int, cols: int, score: str) -> list[str]:
+    """Why a dynamic ``job`` does not fit a deciding tile of ``rows x cols`` with ``score``:
+    its groups must cover the rows, its blocks the columns, and it must decide by ``score``."""
+    problems = []
+    if job.group[0] * job.group[1] != rows:
+        problems.append(f"group {job.group} does not cover the array's {rows} rows")
+    if job.block_size != cols:
+        problems.append(f"block_size {job.block_size} != array columns {cols}")
+    if job.score != score:
+        problems.append(f"score {job.score!r} but the tile decides by {score!r}")
+    return problems
+
+
 def _check_fits(p: TileParams, job: LayerJob, n_groups: int) -> None:
     problems = []
     if job.k < 2:
         problems.append(f"K={job.k}: the tile streams K >= 2 elements")
     if p.dynamic:
-        if job.group[0] * job.group[1] != p.rows:
-            problems.append(f"group {job.group} does not cover the array's {p.rows} rows")
-        if job.block_size != p.cols:
-            problems.append(f"block_size {job.block_size} != array columns {p.cols}")
+        problems += decision_fits(job, p.rows, p.cols, p.score)
         if (job.hi_bits, job.lo_bits, job.act_signed) != (p.hi_bits, p.lo_bits, p.act_signed):
             problems.append("activation split/signedness differs from the tile's")
-        if job.score != p.score:
-            problems.append(f"score {job.score!r} but the tile decides by {p.score!r}")
     elif job.bits != p.bits or job.act_signed != p.act_signed:
         problems.append("activation bits/signedness differ from the tile's")
     if job.weight_bits > p.weight_bits:

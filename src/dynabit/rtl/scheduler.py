@@ -31,6 +31,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from dynabit.rtl.params import TileParams
+from dynabit.rtl.ports import decisions, descriptor, drain, read_port
 
 
 class State(enum.IntEnum):
@@ -58,44 +59,23 @@ class Scheduler(wiring.Component):
         self.p = p
         ab = p.addr_bits
         self.t_bits = (2 * (1 << ab) + p.rows + p.cols).bit_length()
-        members = {
-            "start": In(1),
-            "k_len": In(ab),
-            "n_groups": In(ab),
-            "n_blocks": In(ab),
-            "busy": Out(1),
-            "done": Out(1),
-            "f_valid": Out(1),
-            "f_restart": Out(1),
-            "act_rd_en": Out(1),
-            "act_rd_addr": Out(ab),
-            "w_rd_en": Out(1),
-            "w_rd_addr": Out(ab),
-            "prm_rd_en": Out(1),
-            "prm_rd_addr": Out(ab),
-            "new_tile": Out(1),
-            "copy": Out(1),
-            "out_valid": Out(1),
-            "out_row": Out(range(p.rows)),
-            "out_block": Out(ab),
-            "out_group": Out(ab),
-            "perf_cycles": Out(32),
-        }
+        members = (
+            descriptor(ab)
+            | {"f_valid": Out(1), "f_restart": Out(1)}
+            | read_port("act", ab)
+            | read_port("w", ab)
+            | read_port("prm", ab)
+            | {"new_tile": Out(1), "copy": Out(1)}
+            | drain(p.rows, ab)
+            | {"perf_cycles": Out(32)}
+        )
         if p.dynamic:
-            members |= {
-                "refine": In(1),
-                "f_hi": Out(1),
-                "f_cmp": Out(1),
-                "f_bank": Out(1),
-                "lo_rd_en": Out(1),
-                "lo_rd_addr": Out(ab),
-                "shift_lo": Out(1),
-                "copy_bank": Out(1),
-                "sel_bank": Out(1),
-                "dec_valid": Out(1),
-                "dec_block": Out(ab),
-                "dec_group": Out(ab),
-            }
+            members |= (
+                {"refine": In(1), "f_hi": Out(1), "f_cmp": Out(1), "f_bank": Out(1)}
+                | read_port("lo", ab)
+                | {"shift_lo": Out(1), "copy_bank": Out(1), "sel_bank": Out(1)}
+                | decisions(ab, refine=False)
+            )
         super().__init__(members)
 
     # ------------------------------------------------------------------ helpers

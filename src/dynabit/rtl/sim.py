@@ -19,6 +19,7 @@ from dynabit.rtl.tile import Tile
 
 if TYPE_CHECKING:
     from dynabit.rtl.lane_program import LaneProgram
+    from dynabit.rtl.lane_tile import LaneTile
 
 
 @dataclass
@@ -43,76 +44,12 @@ def simulate(
     """Simulate ``prog`` cycle by cycle and return the tile's outputs, decisions and cycles."""
     p = prog.params
     dut = Tile(p)
-    pe_first = dut.array.pes[0][0]
-    pe_last = dut.array.pes[p.rows - 1][p.cols - 1]
     limit = max_cycles or 4 * (prog.n_groups * prog.n_blocks * 2 + 2) * (
         p.fold_cycles(prog.k) + p.rows + 4
     )
-    res = SimResult(outputs={}, decisions={}, compute_cycles=-1, fold_cycles=-1, latency=-1)
-    reads = {"act": 0, "lo": 0, "weights": 0, "params": 0}
     mems = {"act": prog.act, "lo": prog.lo, "weights": prog.weights, "params": prog.block_params}
-    ports = [
-        ("act", dut.act_rd_en, dut.act_rd_addr, dut.act_rd_data),
-        ("weights", dut.w_rd_en, dut.w_rd_addr, dut.w_rd_data),
-        ("params", dut.prm_rd_en, dut.prm_rd_addr, dut.prm_rd_data),
-    ]
-    if p.dynamic:
-        ports.append(("lo", dut.lo_rd_en, dut.lo_rd_addr, dut.lo_rd_data))
-
-    async def bench(ctx: SimulatorContext) -> None:
-        ctx.set(dut.k_len, prog.k)
-        ctx.set(dut.n_groups, prog.n_groups)
-        ctx.set(dut.n_blocks, prog.n_blocks)
-        ctx.set(dut.start, 1)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
-        pending: list[tuple[object, int]] = []
-        first_mac = last_mac = -1
-        for cycle in range(1, limit):
-            for sig, word in pending:  # answers to last cycle's reads
-                ctx.set(sig, word)
-            pending = []
-            for name, en, addr, rdata in ports:
-                if ctx.get(en):
-                    a = ctx.get(addr)
-                    mem = mems[name]
-                    if a >= len(mem):
-                        raise SimulationError(f"{name} read at {a} beyond {len(mem)} words")
-                    reads[name] += 1
-                    pending.append((rdata.as_value(), mem[a]))
-            if ctx.get(pe_first.ctl_in.valid) and first_mac < 0:
-                first_mac = cycle
-            if ctx.get(pe_last.ctl_in.valid):
-                last_mac = cycle
-            if ctx.get(dut.out_valid):
-                key = (ctx.get(dut.out_block), ctx.get(dut.out_group), ctx.get(dut.out_row))
-                if key in res.outputs:
-                    raise SimulationError(f"row {key} drained twice")
-                word = ctx.get(dut.out_data.as_value())
-                res.outputs[key] = unpack_lanes(word, p.acc_bits, p.cols)
-            if p.dynamic and ctx.get(dut.dec_valid):
-                key = (ctx.get(dut.dec_block), ctx.get(dut.dec_group))
-                if key in res.decisions:
-                    raise SimulationError(f"tile {key} decided twice")
-                res.decisions[key] = bool(ctx.get(dut.dec_refine))
-            if ctx.get(dut.done):
-                res.latency = cycle
-                res.fold_cycles = ctx.get(dut.perf_cycles)
-                res.compute_cycles = last_mac - first_mac
-                return
-            await ctx.tick()
-        raise SimulationError(f"tile did not finish within {limit} cycles")
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    if vcd is not None:
-        with sim.write_vcd(str(vcd)):
-            sim.run()
-    else:
-        sim.run()
-    res.reads = reads
-    return res
+    bench = _Bench(dut, dut.array.pes, mems, p.acc_bits, p.cols, p.dynamic, "tile", p.dynamic)
+    return bench.run(prog.k, prog.n_groups, prog.n_blocks, limit, vcd)
 
 
 def simulate_lanes(prog: LaneProgram, max_cycles: int | None = None) -> SimResult:
@@ -126,67 +63,97 @@ def simulate_lanes(prog: LaneProgram, max_cycles: int | None = None) -> SimResul
 
     p = prog.params
     dut = LaneTile(p)
-    pe_first = dut.pes[0][0]
-    pe_last = dut.pes[p.rows - 1][p.cols - 1]
     limit = max_cycles or 4 * (prog.n_groups * prog.n_blocks * 2 + 2) * (
         p.fold_cycles(prog.k) + p.rows + p.cols + 4
     )
-    res = SimResult(outputs={}, decisions={}, compute_cycles=-1, fold_cycles=-1, latency=-1)
-    reads = {"act": 0, "weights": 0, "params": 0}
     mems = {"act": prog.act, "weights": prog.weights, "params": prog.block_params}
-    ports = [
-        ("act", dut.act_rd_en, dut.act_rd_addr, dut.act_rd_data),
-        ("weights", dut.w_rd_en, dut.w_rd_addr, dut.w_rd_data),
-        ("params", dut.prm_rd_en, dut.prm_rd_addr, dut.prm_rd_data),
-    ]
+    bench = _Bench(dut, dut.pes, mems, p.out_bits, p.cols, p.dynamic, "lane tile")
+    return bench.run(prog.steps, prog.n_groups, prog.n_blocks, limit)
 
-    async def bench(ctx: SimulatorContext) -> None:
-        ctx.set(dut.k_len, prog.steps)
-        ctx.set(dut.n_groups, prog.n_groups)
-        ctx.set(dut.n_blocks, prog.n_blocks)
-        ctx.set(dut.start, 1)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
-        pending: list[tuple[object, int]] = []
-        first_mac = last_mac = -1
-        for cycle in range(1, limit):
-            for sig, word in pending:
-                ctx.set(sig, word)
-            pending = []
-            for name, en, addr, rdata in ports:
-                if ctx.get(en):
-                    a = ctx.get(addr)
-                    mem = mems[name]
-                    if a >= len(mem):
-                        raise SimulationError(f"{name} read at {a} beyond {len(mem)} words")
-                    reads[name] += 1
-                    pending.append((rdata.as_value(), mem[a]))
-            if ctx.get(pe_first.ctl_in.valid) and first_mac < 0:
-                first_mac = cycle
-            if ctx.get(pe_last.ctl_in.valid):
-                last_mac = cycle
-            if ctx.get(dut.out_valid):
-                key = (ctx.get(dut.out_block), ctx.get(dut.out_group), ctx.get(dut.out_row))
-                if key in res.outputs:
-                    raise SimulationError(f"row {key} drained twice")
-                word = ctx.get(dut.out_data.as_value())
-                res.outputs[key] = unpack_lanes(word, p.out_bits, p.cols)
-            if p.dynamic and ctx.get(dut.dec_valid):
-                key = (ctx.get(dut.dec_block), ctx.get(dut.dec_group))
-                if key in res.decisions:
-                    raise SimulationError(f"tile {key} decided twice")
-                res.decisions[key] = bool(ctx.get(dut.dec_refine))
-            if ctx.get(dut.done):
-                res.latency = cycle
-                res.fold_cycles = ctx.get(dut.perf_cycles)
-                res.compute_cycles = last_mac - first_mac
-                return
+
+@dataclass
+class _Bench:
+    """The testbench of either tile: ``mems`` (``act``, ``weights``, ``params``, and ``lo``
+    for a tile with a low-plane buffer) answer the tile's read ports one cycle late (the
+    ``lo`` port only with ``lo_port``); drained rows are ``cols`` words of ``out_bits``."""
+
+    dut: Tile | LaneTile
+    pes: list[list[object]]
+    mems: dict[str, list[int]]
+    out_bits: int
+    cols: int
+    dynamic: bool
+    what: str
+    lo_port: bool = False
+
+    def run(
+        self, k_len: int, n_groups: int, n_blocks: int, limit: int, vcd: str | Path | None = None
+    ) -> SimResult:
+        """Start the tile on ``k_len`` steps of ``n_groups x n_blocks`` tiles and run it to
+        ``done`` (at most ``limit`` cycles)."""
+        dut, mems = self.dut, self.mems
+        pe_first, pe_last = self.pes[0][0], self.pes[-1][-1]
+        res = SimResult(outputs={}, decisions={}, compute_cycles=-1, fold_cycles=-1, latency=-1)
+        reads = dict.fromkeys(mems, 0)
+        ports = [
+            ("act", dut.act_rd_en, dut.act_rd_addr, dut.act_rd_data),
+            ("weights", dut.w_rd_en, dut.w_rd_addr, dut.w_rd_data),
+            ("params", dut.prm_rd_en, dut.prm_rd_addr, dut.prm_rd_data),
+        ]
+        if self.lo_port:
+            ports.append(("lo", dut.lo_rd_en, dut.lo_rd_addr, dut.lo_rd_data))  # type: ignore[union-attr]
+
+        async def bench(ctx: SimulatorContext) -> None:
+            ctx.set(dut.k_len, k_len)
+            ctx.set(dut.n_groups, n_groups)
+            ctx.set(dut.n_blocks, n_blocks)
+            ctx.set(dut.start, 1)
             await ctx.tick()
-        raise SimulationError(f"lane tile did not finish within {limit} cycles")
+            ctx.set(dut.start, 0)
+            pending: list[tuple[object, int]] = []
+            first_mac = last_mac = -1
+            for cycle in range(1, limit):
+                for sig, word in pending:  # answers to last cycle's reads
+                    ctx.set(sig, word)
+                pending = []
+                for name, en, addr, rdata in ports:
+                    if ctx.get(en):
+                        a = ctx.get(addr)
+                        mem = mems[name]
+                        if a >= len(mem):
+                            raise SimulationError(f"{name} read at {a} beyond {len(mem)} words")
+                        reads[name] += 1
+                        pending.append((rdata.as_value(), mem[a]))
+                if ctx.get(pe_first.ctl_in.valid) and first_mac < 0:  # type: ignore[attr-defined]
+                    first_mac = cycle
+                if ctx.get(pe_last.ctl_in.valid):  # type: ignore[attr-defined]
+                    last_mac = cycle
+                if ctx.get(dut.out_valid):
+                    key = (ctx.get(dut.out_block), ctx.get(dut.out_group), ctx.get(dut.out_row))
+                    if key in res.outputs:
+                        raise SimulationError(f"row {key} drained twice")
+                    word = ctx.get(dut.out_data.as_value())
+                    res.outputs[key] = unpack_lanes(word, self.out_bits, self.cols)
+                if self.dynamic and ctx.get(dut.dec_valid):
+                    key = (ctx.get(dut.dec_block), ctx.get(dut.dec_group))
+                    if key in res.decisions:
+                        raise SimulationError(f"tile {key} decided twice")
+                    res.decisions[key] = bool(ctx.get(dut.dec_refine))
+                if ctx.get(dut.done):
+                    res.latency = cycle
+                    res.fold_cycles = ctx.get(dut.perf_cycles)
+                    res.compute_cycles = last_mac - first_mac
+                    return
+                await ctx.tick()
+            raise SimulationError(f"{self.what} did not finish within {limit} cycles")
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    res.reads = reads
-    return res
+        sim = Simulator(dut)
+        sim.add_clock(1e-8)
+        sim.add_testbench(bench)
+        if vcd is not None:
+            with sim.write_vcd(str(vcd)):
+                sim.run()
+        else:
+            sim.run()
+        res.reads = reads
+        return res

@@ -174,9 +174,7 @@ def read_back(path: str | Path) -> dict[str, Any]:
         return json.loads((work / "s.json").read_text())
 
 
-def synthesize(
-    p: TileParams | LaneParams, tool: Tool = "auto", unit: Unit = "tile"
-) -> SynthStats:
+def synthesize(p: TileParams | LaneParams, tool: Tool = "auto", unit: Unit = "tile") -> SynthStats:
     """Synthesize ``p``'s tile (or one PE; a :class:`LaneParams` is always one PE) and return
     its statistics (module doc: the paths)."""
     if isinstance(p, LaneParams):

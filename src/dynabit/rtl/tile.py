@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
-from amaranth.lib.wiring import In, Out
 
 from dynabit.rtl.array import SystolicArray
 from dynabit.rtl.decision import DecisionUnit
 from dynabit.rtl.params import TileParams
+from dynabit.rtl.ports import tile_members
 from dynabit.rtl.scheduler import Scheduler
 
 
@@ -72,39 +72,16 @@ class Tile(wiring.Component):
     def __init__(self, p: TileParams) -> None:
         self.p = p
         ab = p.addr_bits
-        members = {
-            "start": In(1),
-            "k_len": In(ab),
-            "n_groups": In(ab),
-            "n_blocks": In(ab),
-            "busy": Out(1),
-            "done": Out(1),
-            "act_rd_en": Out(1),
-            "act_rd_addr": Out(ab),
-            "act_rd_data": In(act_layout(p)),
-            "w_rd_en": Out(1),
-            "w_rd_addr": Out(ab),
-            "w_rd_data": In(weight_layout(p)),
-            "prm_rd_en": Out(1),
-            "prm_rd_addr": Out(ab),
-            "prm_rd_data": In(param_layout(p)),
-            "out_valid": Out(1),
-            "out_row": Out(range(p.rows)),
-            "out_block": Out(ab),
-            "out_group": Out(ab),
-            "out_data": Out(out_layout(p)),
-            "perf_cycles": Out(32),
-        }
-        if p.dynamic:
-            members |= {
-                "lo_rd_en": Out(1),
-                "lo_rd_addr": Out(ab),
-                "lo_rd_data": In(lo_layout(p)),
-                "dec_valid": Out(1),
-                "dec_block": Out(ab),
-                "dec_group": Out(ab),
-                "dec_refine": Out(1),
-            }
+        members = tile_members(
+            p.rows,
+            ab,
+            act_layout(p),
+            weight_layout(p),
+            param_layout(p),
+            out_layout(p),
+            p.dynamic,
+            lo_layout(p) if p.dynamic else None,
+        )
         super().__init__(members)
         self.sched = Scheduler(p)
         self.array = SystolicArray(p)

@@ -66,36 +66,38 @@ def model_cycles(
     of ``8 x W`` PEs) when ``B <= 8``, else ``dense`` with ``B``-bit chunks. ``mode`` forces
     another unmasked mode on ``p``'s array (e.g. ``uniform``: both chunks of every tile).
     """
+    shape = layer_shape(job)
+    chunk = max(p.hi_bits, p.lo_bits) if p.dynamic else p.bits
+    if mode is None:
+        mode = "dynamic" if p.dynamic else ("bitparallel" if p.bits <= 8 else "dense")
+    hw = {"rows": p.rows, "cols": p.cols, "weight_bits": p.weight_bits, "acc_bits": p.acc_bits}
+    return _cycle_model(shape, job, mask, mode, chunk, hw)
+
+
+def _cycle_model(
+    shape: Any, job: LayerJob, mask: np.ndarray | None, mode: str, chunk: int, hw: dict[str, Any]
+) -> list[int]:
+    """Per-sample compute cycles of :func:`dynabit.hardware.simulate` for one layer on an
+    output-stationary array (``hw``: the config fields of the tile) with ``chunk``-bit
+    activation chunks; mode ``dynamic`` follows ``mask``."""
     from dynabit.config.hardware import HardwareConfig
     from dynabit.hardware import simulate as hw_simulate
 
-    shape = layer_shape(job)
-    chunk = max(p.hi_bits, p.lo_bits) if p.dynamic else p.bits
-    hw = HardwareConfig(
-        rows=p.rows,
-        cols=p.cols,
-        dataflow="os",
-        act_chunk_bits=chunk,
-        weight_bits=p.weight_bits,
-        acc_bits=p.acc_bits,
-    )
+    cfg = HardwareConfig(dataflow="os", act_chunk_bits=chunk, **hw)
     # The model also costs energy; odd chunk widths need a MAC entry (its value is irrelevant
     # to cycles): scale the 8 x W figure by partial-product bits, as the default table does.
-    table = hw.energy
+    table, w = cfg.energy, cfg.weight_bits
     for a in {chunk, 8}:
-        key = f"{a}x{p.weight_bits}"
+        key = f"{a}x{w}"
         if key not in table.mac_pj:
-            ref = table.mac_pj.get(f"8x{p.weight_bits}", next(iter(table.mac_pj.values())))
+            ref = table.mac_pj.get(f"8x{w}", next(iter(table.mac_pj.values())))
             table = table.model_copy(update={"mac_pj": {**table.mac_pj, key: ref * a / 8}})
-    hw = hw.model_copy(update={"energy": table})
-    n = int(job.cols.shape[0])
-    if mode is not None:
-        res = hw_simulate([shape], None, hw, mode=mode, samples=n)  # type: ignore[arg-type]
-    elif p.dynamic:
-        res = hw_simulate([shape], {job.name: np.asarray(mask, dtype=bool)}, hw, mode="dynamic")
+    cfg = cfg.model_copy(update={"energy": table})
+    if mode == "dynamic":
+        res = hw_simulate([shape], {job.name: np.asarray(mask, dtype=bool)}, cfg, mode="dynamic")
     else:
-        mode = "bitparallel" if p.bits <= 8 else "dense"
-        res = hw_simulate([shape], None, hw, mode=mode, samples=n)  # type: ignore[arg-type]
+        n = int(job.cols.shape[0])
+        res = hw_simulate([shape], None, cfg, mode=mode, samples=n)  # type: ignore[arg-type]
     return [int(c) for c in res.compute_cycles[0]]
 
 
@@ -163,7 +165,25 @@ class LayerCheck:
         return d
 
 
-def _accumulate(run: TileRun, res: SimResult) -> None:
+def _timed(run: TileRun, build: Any, sim: Any, p: Any, sj: LayerJob) -> tuple[Any, SimResult]:
+    """Build ``sj``'s program for ``p`` and simulate it, adding the time to ``run.seconds``."""
+    t0 = time.perf_counter()
+    prog = build(p, sj)
+    res = sim(prog)
+    run.seconds += time.perf_counter() - t0
+    return prog, res
+
+
+def _record(
+    run: TileRun, res: SimResult, formula: int, model: list[int] | None, tiles: int, refined: int
+) -> None:
+    """One sample's cycles (RTL, closed form, cycle model when run), tiles and reads."""
+    run.cycles_rtl.append(res.compute_cycles)
+    run.cycles_formula.append(formula)
+    if model is not None:
+        run.cycles_model = (run.cycles_model or []) + model
+    run.refined_tiles += refined
+    run.tiles += tiles
     for key, v in res.reads.items():
         run.reads[key] = run.reads.get(key, 0) + v
 
@@ -186,10 +206,7 @@ def verify_job(
     for s in range(n):
         sj = job.sample(s)
         gold = golden(sj)
-        t0 = time.perf_counter()
-        prog = build_program(p, sj)
-        res = simulate(prog)
-        dyn.seconds += time.perf_counter() - t0
+        prog, res = _timed(dyn, build_program, simulate, p, sj)
         out = scatter_outputs(prog, res.outputs, sj)
         mask = decisions_mask(sj, res.decisions)
         exact = [("golden", gold.acc, gold.mask)]
@@ -201,32 +218,22 @@ def verify_job(
             if not np.array_equal(mask, ref_mask):
                 dyn.decisions_exact = False
                 check.mismatches.append(f"sample {s}: decisions differ from {src}")
-        dyn.cycles_rtl.append(res.compute_cycles)
-        dyn.cycles_formula.append(predicted_cycles(p, sj, gold.mask))
-        if use_model:
-            dyn.cycles_model = (dyn.cycles_model or []) + model_cycles(p, sj, gold.mask)
-        dyn.refined_tiles += int(gold.mask.sum())
-        dyn.tiles += sj.n_tiles
-        _accumulate(dyn, res)
+        model = model_cycles(p, sj, gold.mask) if use_model else None
+        formula = predicted_cycles(p, sj, gold.mask)
+        _record(dyn, res, formula, model, sj.n_tiles, int(gold.mask.sum()))
     if uniform:
         pu = p.uniform()
         uni = TileRun(pu.tag, True, True)
         for s in range(n):
             sj = job.sample(s)
-            t0 = time.perf_counter()
-            prog = build_program(pu, sj)
-            res = simulate(prog)
-            uni.seconds += time.perf_counter() - t0
+            prog, res = _timed(uni, build_program, simulate, pu, sj)
             out = scatter_outputs(prog, res.outputs, sj)
             if not np.array_equal(out, golden_uniform(sj)):
                 uni.bit_exact = False
                 check.mismatches.append(f"sample {s}: uniform tile outputs differ from bias + W q")
-            uni.cycles_rtl.append(res.compute_cycles)
-            uni.cycles_formula.append(predicted_cycles(pu, sj))
-            if use_model:
-                uni.cycles_model = (uni.cycles_model or []) + model_cycles(pu, sj, None)
-            uni.tiles += prog.n_groups * prog.n_blocks
-            _accumulate(uni, res)
+            model = model_cycles(pu, sj, None) if use_model else None
+            tiles = prog.n_groups * prog.n_blocks
+            _record(uni, res, predicted_cycles(pu, sj), model, tiles, 0)
         check.uniform = uni
     if not (dyn.cycle_exact and (check.uniform is None or check.uniform.cycle_exact)):
         check.mismatches.append("cycles differ (see cycles_rtl / cycles_formula / cycles_model)")
@@ -248,9 +255,6 @@ def lane_model_cycles(p: Any, job: LayerJob, mask: np.ndarray | None = None) -> 
     """
     from dataclasses import replace as dc_replace
 
-    from dynabit.config.hardware import HardwareConfig
-    from dynabit.hardware import simulate as hw_simulate
-
     pe = p.pe
     shape = layer_shape(job)
     if pe.design == "dual":
@@ -260,27 +264,8 @@ def lane_model_cycles(p: Any, job: LayerJob, mask: np.ndarray | None = None) -> 
         shape = dc_replace(shape, dynamic=False, bits=pe.code_bits, hi_bits=pe.code_bits)
     else:
         chunk = pe.code_bits
-    hw = HardwareConfig(
-        rows=p.rows,
-        cols=p.cols,
-        dataflow="os",
-        act_chunk_bits=chunk,
-        weight_bits=pe.weight_bits,
-        lanes=pe.lanes,
-    )
-    table = hw.energy  # cycles ignore energy, but the model needs a MAC entry per width
-    key = f"{chunk}x{pe.weight_bits}"
-    if key not in table.mac_pj:
-        ref = next(iter(table.mac_pj.values()))
-        table = table.model_copy(update={"mac_pj": {**table.mac_pj, key: ref}})
-    hw = hw.model_copy(update={"energy": table})
-    n = int(job.cols.shape[0])
-    mode = LANE_MODEL[pe.design]
-    if mode == "dynamic":
-        res = hw_simulate([shape], {job.name: np.asarray(mask, dtype=bool)}, hw, mode="dynamic")
-    else:
-        res = hw_simulate([shape], None, hw, mode=mode, samples=n)  # type: ignore[arg-type]
-    return [int(c) for c in res.compute_cycles[0]]
+    hw = {"rows": p.rows, "cols": p.cols, "weight_bits": pe.weight_bits, "lanes": pe.lanes}
+    return _cycle_model(shape, job, mask, LANE_MODEL[pe.design], chunk, hw)
 
 
 def verify_lanes(
@@ -316,10 +301,7 @@ def verify_lanes(
     run = TileRun(p.tag, True, True)
     for s in range(n):
         sj = dj.sample(s)
-        t0 = time.perf_counter()
-        prog = build_lane_program(p, sj)
-        res = simulate_lanes(prog)
-        run.seconds += time.perf_counter() - t0
+        prog, res = _timed(run, build_lane_program, simulate_lanes, p, sj)
         view = TileProgram(p, prog.k, prog.n_groups, prog.n_blocks, [], [], [], [], prog.pixels)  # type: ignore[arg-type]
         out = scatter_outputs(view, res.outputs, sj)
         acc, gmask = lane_golden(p, sj)
@@ -331,11 +313,8 @@ def verify_lanes(
             if ref_mask is not None:
                 got = decisions_mask(sj, res.decisions)
                 run.decisions_exact &= bool(np.array_equal(got, ref_mask))
-        run.cycles_rtl.append(res.compute_cycles)
-        run.cycles_formula.append(lane_predicted_cycles(p, sj, gmask))
-        if use_model:
-            run.cycles_model = (run.cycles_model or []) + lane_model_cycles(p, sj, gmask)
-        run.refined_tiles += int(gmask.sum()) if gmask is not None else 0
-        run.tiles += prog.n_groups * prog.n_blocks
-        _accumulate(run, res)
+        model = lane_model_cycles(p, sj, gmask) if use_model else None
+        refined = int(gmask.sum()) if gmask is not None else 0
+        formula = lane_predicted_cycles(p, sj, gmask)
+        _record(run, res, formula, model, prog.n_groups * prog.n_blocks, refined)
     return run
