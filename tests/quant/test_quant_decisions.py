@@ -2,7 +2,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynabit.quant.decisions import Grid, enforce_bounds, group_budget, surrogate_mask
+from dynabit.quant.decisions import (
+    Grid,
+    enforce_bounds,
+    group_budget,
+    group_max,
+    surrogate_mask,
+)
 
 
 @given(
@@ -66,3 +72,23 @@ def test_enforce_bounds_exact(seed, groups, data) -> None:
             dropped = score[n, b][~out[n, b]]
             if kept.numel() and dropped.numel():
                 assert float(kept.min()) >= float(dropped.max())
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.integers(0, 10_000),
+    st.sampled_from([(8, 7, 5, 4, 4, 4), (16, 8, 8, 8, 4, 4), (4, 3, 6, 2, 1, 2)]),
+)
+def test_group_max_gradient_equals_amax_with_ties(seed, geometry) -> None:
+    """The sparse backward of the group max gives exactly amax's gradient, ties shared."""
+    c, h, w, bs, gh, gw = geometry
+    grid = Grid(c, h, w, bs, gh, gw)
+    gen = torch.Generator().manual_seed(seed)
+    # Few distinct values: many cells have several elements equal to their max.
+    x = torch.randint(-2, 3, (3, c, h, w), generator=gen).float().requires_grad_(True)
+    g = torch.randn(3, grid.n_blocks, grid.n_gh, grid.n_gw, generator=gen)
+    (got,) = torch.autograd.grad((group_max(x, grid) * g).sum(), x)
+    ref = grid._pad(x, float("-inf")).amax(dim=(2, 4, 6))
+    (want,) = torch.autograd.grad((ref * g).sum(), x)
+    assert torch.equal(group_max(x, grid), ref)
+    assert torch.equal(got, want)

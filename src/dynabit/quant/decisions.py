@@ -151,23 +151,32 @@ def _add_masked(base: torch.Tensor, x: torch.Tensor, m: torch.Tensor) -> torch.T
 
 class _GroupMax(torch.autograd.Function):
     """Max over each cell; the gradient is shared by the elements equal to the max (as
-    ``amax``'s), found by one broadcast compare against the pixel-resolution score."""
+    ``amax``'s). Only the pixels whose channel max equals their cell's max can hold such an
+    element, so the backward compares channels at those few pixels, not at every element."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, grid: Grid) -> torch.Tensor:  # type: ignore[override]
-        score = grid.pixel_reduce(grid.by_block(x).amax(dim=2), "max")
-        ctx.save_for_backward(x, score)
+        pix = grid.by_block(x).amax(dim=2)
+        score = grid.pixel_reduce(pix, "max")
+        ctx.save_for_backward(x, pix, score)
         ctx.grid = grid
         return score
 
     @staticmethod
     def backward(ctx, g: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
-        x, score = ctx.saved_tensors
+        x, pix, score = ctx.saved_tensors
         grid: Grid = ctx.grid
-        hit = grid.by_block(x) == grid.to_pixels(score).unsqueeze(2)
-        count = grid.pixel_reduce(hit.sum(dim=2).to(g.dtype), "sum")
-        share = grid.to_pixels(g / count).unsqueeze(2)
-        return torch.where(hit, share, 0.0).reshape(x.shape), None
+        n_, b_, h_, w_ = (pix == grid.to_pixels(score)).nonzero(as_tuple=True)
+        gi, gj = h_ // grid.group_h, w_ // grid.group_w
+        blocks = grid.by_block(x)
+        hit = blocks[n_, b_, :, h_, w_] == score[n_, b_, gi, gj].unsqueeze(1)  # (K, block_size)
+        cell = ((n_ * grid.n_blocks + b_) * grid.n_gh + gi) * grid.n_gw + gj
+        count = torch.zeros(score.numel(), dtype=g.dtype, device=g.device)
+        count.index_add_(0, cell, hit.sum(dim=1).to(g.dtype))
+        share = (g.reshape(-1) / count)[cell]
+        out = torch.zeros_like(blocks)
+        out[n_, b_, :, h_, w_] = torch.where(hit, share.unsqueeze(1), 0.0)
+        return out.reshape(x.shape), None
 
 
 def group_max(x: torch.Tensor, grid: Grid) -> torch.Tensor:

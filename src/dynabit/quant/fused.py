@@ -8,6 +8,9 @@ full-size intermediates and only the gradients that are used:
 - :func:`low_pass`: the low-pass product ``op(lo * s, W)``, whose input ``lo`` carries no
   gradient, so its backward computes the weight gradient only and the scale gradient from the
   output (``dL/ds = sum(g * y) / s`` by linearity) instead of a full input-gradient convolution;
+- :func:`masked_low_pass`: the low pass added under a pixel mask (output-directed blocks) in
+  one node, so the scale gradient comes from the per-pixel mask gradient instead of another
+  full-size product (a rounding-level change of that one scalar gradient);
 - :func:`hard_mask`: the hard ``score > threshold`` mask whose backward is the sigmoid
   surrogate's, computed only in the backward pass and only when something needs it.
 
@@ -173,3 +176,57 @@ def hard_mask(score: torch.Tensor, threshold: torch.Tensor, temperature: float) 
         return _HardMask.apply(score, threshold, temperature)
     t = threshold.view(1, -1, *([1] * (score.dim() - 2)))
     return (score > t).to(score.dtype)
+
+
+class _MaskedLowPass(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: FunctionCtx,
+        base: torch.Tensor,
+        lo: torch.Tensor,
+        s: torch.Tensor,
+        w: torch.Tensor,
+        m: torch.Tensor,
+        op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        weight_grad: WeightGrad,
+        blocked: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        inp = lo * s
+        y = op(inp, w)
+        ctx.save_for_backward(inp, y, s, w, m)
+        ctx.weight_grad, ctx.blocked = weight_grad, blocked  # type: ignore[attr-defined]
+        return torch.addcmul(base, blocked(y), m)
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        inp, y, s, w, m = ctx.saved_tensors  # type: ignore[attr-defined]
+        needs = ctx.needs_input_grad  # type: ignore[attr-defined]
+        yb = ctx.blocked(y)  # type: ignore[attr-defined]
+        grad_m = grad_s = grad_w = None
+        if needs[2] or needs[4]:
+            # The mask's gradient per pixel; the scale's follows from it without another
+            # full-size product: sum(g * m * y) == sum(m * sum_channels(g * y)).
+            grad_m = (g * yb).sum(dim=2, keepdim=True)
+            if needs[2]:
+                grad_s = (grad_m * m).sum() / s
+        if needs[3]:
+            gm = (g * m).reshape(y.shape)
+            grad_w = ctx.weight_grad(inp, gm, w)  # type: ignore[attr-defined]
+        return g, None, grad_s, grad_w, grad_m if needs[4] else None, None, None, None
+
+
+def masked_low_pass(
+    base: torch.Tensor,
+    lo: torch.Tensor,
+    s: torch.Tensor,
+    w: torch.Tensor,
+    m: torch.Tensor,
+    op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    weight_grad: WeightGrad,
+    blocked: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """``base + m * blocked(op(lo * s, w))`` for a blocked ``(N, blocks, block_size, H, W)``
+    base and a ``(N, blocks, 1, H, W)`` pixel mask: the masked low pass of an output-directed
+    layer in one node, whose backward gives the mask, scale and weight gradients from two
+    full-size products (the scale's gradient differs from the separate nodes' by rounding)."""
+    return _MaskedLowPass.apply(base, lo, s, w, m, op, weight_grad, blocked)

@@ -22,7 +22,7 @@ from torch import nn
 from dynabit.config.layer import ceil_div
 from dynabit.config.quant import LayerQuantConfig
 from dynabit.quant.decisions import Grid, enforce_bounds
-from dynabit.quant.fused import dual_codes, hard_mask, low_pass
+from dynabit.quant.fused import dual_codes, hard_mask, low_pass, masked_low_pass
 from dynabit.quant.integer_ops import (
     channel_param,
     fixed_point,
@@ -202,6 +202,18 @@ class QuantLayerMixin:
             y_map = self._as_map(y_hi)
             grid = self._grid(y_map)
             mask = self._decide(grid.reduce(y_map, self.qcfg.score) / self.score_scale, grid)
+            if grid.whole_blocks and not grid.per_element and torch.is_grad_enabled():
+                y = masked_low_pass(
+                    grid.by_block(y_map),
+                    lo,
+                    s,
+                    w,
+                    grid.to_pixels(mask).unsqueeze(2),
+                    self._op_nobias,
+                    self._weight_grad,
+                    lambda t: grid.by_block(self._as_map(t)),
+                )
+                return y.reshape(y_hi.shape)
             y_lo = self._low_pass(lo, s, w)
             return grid.add_masked(y_map, self._as_map(y_lo), mask).reshape(y_hi.shape)
         x_map = self._as_map(q * s.detach())
