@@ -2,9 +2,8 @@
 
     python benchmarks/pretrained.py [--nets efficientnet-lite0,efficientnet-lite1]
         [--uniform-bits 4,5,6,8] [--methods dynabit,mixed,...] [--budgets 4.5,5,6] [--seeds 3]
-        [--calib-photos 32] [--calib-views centre] [--threshold-passes 3] [--eval-photos N]
-        [--threads 2]
-        [--out benchmarks/results/pretrained.json]
+        [--calib-photos 32] [--calib-views centre] [--threshold-passes 3] [--reconstruct-steps 0]
+        [--eval-photos N] [--threads 2] [--out benchmarks/results/pretrained.json]
 
 Data: the ``photos`` dataset (``docs/data.md``), evaluated on the ten ImageNet crops of every
 evaluation photo (``--eval-photos N``: N of them, drawn with a fixed seed). Reference: each
@@ -15,10 +14,11 @@ Calibration: training-free (``dynabit.ptq.quantize_training_free``: activation s
 the gating methods, per-block thresholds at the target ratio; for ``mixed``, the per-layer
 A4/A8 assignment of ``dynabit.quant.mixed`` measured on the same crops first) on the crops of
 ``--calib-photos`` calibration photos, the thresholds in ``--threshold-passes`` joint passes
-(0: one pass per dynamic layer, the sequential way). Seed ``s`` draws the photos with ``s``;
-every net and method sees the same photos for a given seed, and no calibration photo is ever
-evaluated.
-Rows average over the seeds (``*_std``: sample standard deviation across seeds).
+(0: one pass per dynamic layer, the sequential way), then, with ``--reconstruct-steps N``,
+``dynabit.ptq.reconstruct`` (N steps per block, the same for every method). Seed ``s`` draws
+the photos with ``s``; every net and method sees the same photos for a given seed, and no
+calibration photo is ever evaluated. Rows average over the seeds (``*_std``: sample standard
+deviation across seeds).
 
 Each finished (net, method, budget, seed) run is kept in the output file, so the same command
 run again continues where it stopped. ``--image-size`` (default 224) resizes the crops, for
@@ -48,7 +48,13 @@ from dynabit.models.efficientnet_lite import (
     INPUT_STD,
     load_efficientnet_lite_pretrained,
 )
-from dynabit.ptq import THRESHOLD_PASSES, agreement, method_quant_config, quantize_training_free
+from dynabit.ptq import (
+    THRESHOLD_PASSES,
+    agreement,
+    method_quant_config,
+    quantize_training_free,
+    reconstruct,
+)
 from dynabit.quant import model_stats, reset_stats
 from dynabit.quant.baselines import method_config
 from dynabit.quant.mixed import MIXED, check_budget, is_mixed
@@ -78,6 +84,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--calib-photos", type=int, default=32)
     ap.add_argument("--calib-views", choices=VIEWS, default="centre")
     ap.add_argument("--threshold-passes", type=int, default=THRESHOLD_PASSES)
+    ap.add_argument("--reconstruct-steps", type=int, default=0)
     ap.add_argument("--eval-photos", type=int, default=None)
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -89,6 +96,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     unknown = [n for n in args.nets if n not in NETS]
     if unknown:
         ap.error(f"unknown nets {unknown}; allowed: {', '.join(NETS)}")
+    if args.reconstruct_steps < 0:
+        ap.error(f"--reconstruct-steps must be >= 0 (0: none), got {args.reconstruct_steps}")
     if args.threshold_passes < 0:
         ap.error(f"--threshold-passes must be >= 0 (0: sequential), got {args.threshold_passes}")
     for name, value in (("--seeds", args.seeds), ("--calib-photos", args.calib_photos)):
@@ -193,6 +202,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if args.threshold_passes
             else "one dynamic layer at a time"
         )
+        + (
+            f"; then label-free block reconstruction, {args.reconstruct_steps} steps per block"
+            if args.reconstruct_steps
+            else ""
+        )
     )
     setup = {
         "eval_photos": evaluation.num_photos,
@@ -236,6 +250,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cfg = method_quant_config(models[net], method, budget, calib_x[seed], hardware=HW)
         passes = args.threshold_passes or None
         qmodel = quantize_training_free(models[net], cfg, calib_x[seed], threshold_passes=passes)
+        if args.reconstruct_steps:
+            reconstruct(qmodel, models[net], calib_x[seed], steps=args.reconstruct_steps)
         reset_stats(qmodel)
         res = agreement(refs[net], logits(qmodel, eval_x))
         res["b_avg"] = float(model_stats(qmodel).b_avg_macs)
