@@ -314,8 +314,9 @@ def mixed_assignment(args: argparse.Namespace, p: Point) -> MixedAssignment:
     t = validate_run({"train": train_section(args, p), "quant": {}}, p.key).train
     train_ds = load_dataset(t.dataset, "train", t.data_dir, t.train_subset)
     parent = run_dir(args, fp32_point(args, p))
-    ds = train_ds
-    model = build_model(p.arch, ds.in_channels, ds.num_classes, ds.image_size, args.width)
+    model = build_model(
+        p.arch, train_ds.in_channels, train_ds.num_classes, train_ds.image_size, args.width
+    )
     load_weights(model, load_model_state(parent), str(parent))
     assignment = mixed_precision(model, calibration_inputs(t, train_ds), p.budget)
     path.parent.mkdir(parents=True, exist_ok=True)
