@@ -38,6 +38,12 @@ unrefined group computes with 4 bits at a scale chosen for 8 and a downward bias
 residual adds of ResNet-20 accumulate (see ``docs/baselines.md``). Each dynabit variant is
 checked against the baselines with the same switches (the longest suffix they have). dynabit
 also runs input-directed at the 5-bit budget (``dynabit-input``, ``dynabit-midpoint-dual-input``).
+
+``--methods ... mixed`` adds per-layer static mixed precision at the same budgets
+(:mod:`dynabit.quant.mixed`: each budgeted layer A4 or A8, the most sensitive at 8 bits while
+``B_avg <= budget``), measured on the FP32 model with the point's own calibration batches,
+kept as ``mixed.json`` in its run directory, then QAT with the same recipe; it is checked
+against dynabit like the other baselines. It is not in the default plan.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ import torch
 from dynabit.config.run import RunConfig, validate_run
 from dynabit.quant.baselines import describe, method_config, split_method
 from dynabit.quant.bops import count_macs, fp32_bops, model_bops
+from dynabit.quant.mixed import MIXED, MixedAssignment, check_budget, is_mixed
 from dynabit.sweep import Task, run_tasks
 from dynabit.train.interrupt import TrainingInterrupted
 from dynabit.utils.files import atomic_write_text
@@ -87,7 +94,7 @@ class Point:
     """One training run of the frontier."""
 
     arch: str
-    method: str  # fp32, uniform, pg, drq, dynabit or dynabit-<variant>
+    method: str  # fp32, uniform, mixed, pg, drq, dynabit or dynabit-<variant>
     budget: float  # activation bits (uniform), B_target (dynamic), 32 (fp32)
     seed: int
 
@@ -199,6 +206,13 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
     if args.variant_budgets is None:
         args.variant_budgets = list(args.budgets)
     for name in [*args.methods, *args.variants]:
+        if is_mixed(name) and name in args.methods:
+            for b in args.budgets:
+                try:
+                    check_budget(b)
+                except ValueError as e:
+                    raise SystemExit(str(e)) from None
+            continue
         try:
             base, _ = split_method(name)
         except ValueError as e:
@@ -264,8 +278,59 @@ def fp32_point(args: argparse.Namespace, p: Point) -> Point:
 
 
 def run_config(args: argparse.Namespace, p: Point) -> RunConfig:
+    if is_mixed(p.method):
+        cfg = mixed_assignment(args, p).config()
+        return validate_run(
+            {"train": train_section(args, p), "quant": cfg.model_dump(mode="json")}, p.key
+        )
     quant = {} if p.is_fp32 else method_config(p.method, p.budget).model_dump(mode="json")
     return validate_run({"train": train_section(args, p), "quant": quant}, p.key)
+
+
+def calibration_inputs(t: Any, train_ds: Any) -> list[torch.Tensor]:
+    """The run's own calibration batches (those its QAT calibrates on)."""
+    from dynabit.train.distributed import epoch_permutation
+    from dynabit.train.evaluate import inputs_at
+
+    idx = epoch_permutation(len(train_ds), t.seed, -1)[: t.calib_batches * t.batch_size]
+    return [inputs_at(train_ds, i) for i in idx.split(t.batch_size)]
+
+
+def mixed_assignment(args: argparse.Namespace, p: Point) -> MixedAssignment:
+    """A ``mixed`` point's per-layer A4/A8 assignment at ``B_avg <= budget``: layer
+    sensitivities measured on its FP32 parent with the point's calibration batches. Kept as
+    ``mixed.json`` in the point's run directory, so a resumed run trains the same config."""
+    from dynabit.data import load_dataset
+    from dynabit.models import build_model
+    from dynabit.quant.mixed import mixed_precision
+    from dynabit.train.checkpoint import load_model_state
+    from dynabit.train.evaluate import load_weights
+
+    path = run_dir(args, p) / "mixed.json"
+    saved = _read(path)
+    if saved is not None:
+        keep = ("bits", "macs", "sensitivity", "budget", "low_bits", "high_bits")
+        return MixedAssignment(**{k: saved[k] for k in keep})
+    t = validate_run({"train": train_section(args, p), "quant": {}}, p.key).train
+    train_ds = load_dataset(t.dataset, "train", t.data_dir, t.train_subset)
+    parent = run_dir(args, fp32_point(args, p))
+    model = build_model(
+        p.arch, train_ds.in_channels, train_ds.num_classes, train_ds.image_size, args.width
+    )
+    load_weights(model, load_model_state(parent), str(parent))
+    assignment = mixed_precision(model, calibration_inputs(t, train_ds), p.budget)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(assignment.to_dict(), indent=2) + "\n")
+    return assignment
+
+
+def describe_mixed(a: MixedAssignment) -> str:
+    """One line saying what a ``mixed`` point computes (the report's ``config``)."""
+    return (
+        f"mixed: W8 A{a.low_bits}/A{a.high_bits} per layer, {len(a.high_layers)} of "
+        f"{len(a.bits)} budgeted layers at {a.high_bits} bits by sensitivity "
+        f"(planned B_avg {a.b_avg:.3f} <= {a.budget:g})"
+    )
 
 
 # ----------------------------------------------------------------------------- running
@@ -373,6 +438,8 @@ def run_point(args: argparse.Namespace, p: Point) -> dict[str, Any]:
         b_avg, b_avg_e = stats["b_avg_macs"], stats["b_avg_elements"]
         refine = stats.get("refine_ratio")
         what = describe(cfg.quant)
+        if is_mixed(p.method):
+            what = describe_mixed(mixed_assignment(args, p))
     result = {
         "arch": p.arch,
         "method": p.method,
@@ -411,14 +478,12 @@ def recalibrated(cfg: RunConfig, model: torch.nn.Module, rd: Path) -> tuple[floa
 
     from dynabit.data import load_dataset
     from dynabit.quant.baselines import recalibrate_thresholds
-    from dynabit.train.distributed import epoch_permutation
-    from dynabit.train.evaluate import evaluate, inputs_at
+    from dynabit.train.evaluate import evaluate
 
     t = cfg.train
     train_ds = load_dataset(t.dataset, "train", t.data_dir, t.train_subset)
     test_ds = load_dataset(t.dataset, "test", t.data_dir, t.test_subset)
-    idx = epoch_permutation(len(train_ds), t.seed, -1)[: t.calib_batches * t.batch_size]
-    recalibrate_thresholds(model, [inputs_at(train_ds, i) for i in idx.split(t.batch_size)])
+    recalibrate_thresholds(model, calibration_inputs(t, train_ds))
     ev = evaluate(model, test_ds, batch_size=t.eval_batch_size)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(rd / "recalibrated.safetensors"))
@@ -547,6 +612,7 @@ def estimate(args: argparse.Namespace, points: list[Point]) -> float:
     total = 0.0
     for p in points:
         base = "fp32" if p.is_fp32 else p.method.split("-", 1)[0]
+        base = "uniform" if is_mixed(base) else base  # static layers: a uniform step's cost
         if (p.arch, base) not in cost:
             cost[(p.arch, base)] = _step_seconds(args, p.arch, None if p.is_fp32 else base)
             log.info("  %s %s: %.3f s per step", p.arch, base, cost[(p.arch, base)])
@@ -689,8 +755,14 @@ def checks(rows: list[dict[str, Any]], archs: list[str]) -> list[dict[str, Any]]
                         "pass": gap >= -W8A8_GAP,
                     }
                 )
-            for method, label in (("uniform", "uniform W8A5"), ("pg", "PG-style"), ("drq", "DRQ")):
-                if method != "uniform":
+            against = (
+                ("uniform", "uniform W8A5"),
+                ("pg", "PG-style"),
+                ("drq", "DRQ"),
+                (MIXED, "per-layer mixed precision"),
+            )
+            for method, label in against:
+                if method not in ("uniform", MIXED):
                     suffix = like_for_like(rows, arch, method, name, b)
                     method, label = method + suffix, label + suffix
                 other = _row(rows, arch, method, b)

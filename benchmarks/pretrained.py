@@ -1,9 +1,9 @@
 """Pretrained ImageNet networks on real photos: uniform PTQ vs dynabit, against FP32's outputs.
 
     python benchmarks/pretrained.py [--nets efficientnet-lite0,efficientnet-lite1]
-        [--uniform-bits 4,5,6,8] [--methods dynabit,...] [--budgets 4.5,5,6] [--seeds 3]
-        [--calib-photos 32] [--calib-views centre] [--eval-photos N] [--threads 2]
-        [--out benchmarks/results/pretrained.json]
+        [--uniform-bits 4,5,6,8] [--methods dynabit,mixed,...] [--budgets 4.5,5,6] [--seeds 3]
+        [--calib-photos 32] [--calib-views centre] [--threshold-passes 3] [--reconstruct-steps 0]
+        [--eval-photos N] [--threads 2] [--out benchmarks/results/pretrained.json]
 
 Data: the ``photos`` dataset (``docs/data.md``), evaluated on the ten ImageNet crops of every
 evaluation photo (``--eval-photos N``: N of them, drawn with a fixed seed). Reference: each
@@ -11,10 +11,14 @@ net's own FP32 outputs; metrics (``dynabit.ptq.agreement``): top-1 agreement, to
 (FP32 top-1 within the quantized top 5) and mean KL(FP32 || quantized) in nats.
 
 Calibration: training-free (``dynabit.ptq.quantize_training_free``: activation scales and, for
-the gating methods, per-block thresholds at the target ratio) on the crops of
-``--calib-photos`` calibration photos. Seed ``s`` draws the photos with ``s``; every net and
-method sees the same photos for a given seed, and no calibration photo is ever evaluated.
-Rows average over the seeds (``*_std``: sample standard deviation across seeds).
+the gating methods, per-block thresholds at the target ratio; for ``mixed``, the per-layer
+A4/A8 assignment of ``dynabit.quant.mixed`` measured on the same crops first) on the crops of
+``--calib-photos`` calibration photos, the thresholds in ``--threshold-passes`` joint passes
+(0: one pass per dynamic layer, the sequential way), then, with ``--reconstruct-steps N``,
+``dynabit.ptq.reconstruct`` (N steps per block, the same for every method). Seed ``s`` draws
+the photos with ``s``; every net and method sees the same photos for a given seed, and no
+calibration photo is ever evaluated. Rows average over the seeds (``*_std``: sample standard
+deviation across seeds).
 
 Each finished (net, method, budget, seed) run is kept in the output file, so the same command
 run again continues where it stopped. ``--image-size`` (default 224) resizes the crops, for
@@ -44,9 +48,16 @@ from dynabit.models.efficientnet_lite import (
     INPUT_STD,
     load_efficientnet_lite_pretrained,
 )
-from dynabit.ptq import agreement, quantize_training_free
+from dynabit.ptq import (
+    THRESHOLD_PASSES,
+    agreement,
+    method_quant_config,
+    quantize_training_free,
+    reconstruct,
+)
 from dynabit.quant import model_stats, reset_stats
 from dynabit.quant.baselines import method_config
+from dynabit.quant.mixed import MIXED, check_budget, is_mixed
 from dynabit.utils.files import atomic_write_text
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pretrained.json"
@@ -67,11 +78,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nets", type=_names, default=list(NETS))
     ap.add_argument("--uniform-bits", type=_floats, default=[4.0, 5.0, 6.0, 8.0])
-    ap.add_argument("--methods", type=_names, default=["dynabit"])
+    ap.add_argument("--methods", type=_names, default=["dynabit", MIXED])
     ap.add_argument("--budgets", type=_floats, default=[4.5, 5.0, 6.0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--calib-photos", type=int, default=32)
     ap.add_argument("--calib-views", choices=VIEWS, default="centre")
+    ap.add_argument("--threshold-passes", type=int, default=THRESHOLD_PASSES)
+    ap.add_argument("--reconstruct-steps", type=int, default=0)
     ap.add_argument("--eval-photos", type=int, default=None)
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -83,6 +96,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     unknown = [n for n in args.nets if n not in NETS]
     if unknown:
         ap.error(f"unknown nets {unknown}; allowed: {', '.join(NETS)}")
+    if args.reconstruct_steps < 0:
+        ap.error(f"--reconstruct-steps must be >= 0 (0: none), got {args.reconstruct_steps}")
+    if args.threshold_passes < 0:
+        ap.error(f"--threshold-passes must be >= 0 (0: sequential), got {args.threshold_passes}")
     for name, value in (("--seeds", args.seeds), ("--calib-photos", args.calib_photos)):
         if value < 1:
             ap.error(f"{name} must be >= 1, got {value}")
@@ -90,7 +107,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         ap.error(f"--eval-photos must be >= 1, got {args.eval_photos}")
     try:
         for m in args.methods:
-            method_config(m, args.budgets[0] if args.budgets else 5.0)
+            if is_mixed(m):
+                for b in args.budgets:
+                    check_budget(b)
+            else:
+                method_config(m, args.budgets[0] if args.budgets else 5.0)
         for b in args.uniform_bits:
             method_config("uniform", b)
     except ValueError as e:
@@ -175,7 +196,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     calibration_text = (
         f"training-free on the {args.calib_views} crops of {k} of {calibration.num_photos} "
         f"calibration photos, drawn per seed (seeds 0..{args.seeds - 1}), the same for every "
-        "net and method"
+        "net and method; block thresholds "
+        + (
+            f"in {args.threshold_passes} joint pass(es)"
+            if args.threshold_passes
+            else "one dynamic layer at a time"
+        )
+        + (
+            f"; then label-free block reconstruction, {args.reconstruct_steps} steps per block"
+            if args.reconstruct_steps
+            else ""
+        )
     )
     setup = {
         "eval_photos": evaluation.num_photos,
@@ -216,8 +247,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if net not in models:
             models[net] = load_efficientnet_lite_pretrained(NETS[net])
             refs[net] = logits(models[net], eval_x)
-        cfg = method_config(method, budget, hardware=HW)
-        qmodel = quantize_training_free(models[net], cfg, calib_x[seed])
+        cfg = method_quant_config(models[net], method, budget, calib_x[seed], hardware=HW)
+        passes = args.threshold_passes or None
+        qmodel = quantize_training_free(models[net], cfg, calib_x[seed], threshold_passes=passes)
+        if args.reconstruct_steps:
+            reconstruct(qmodel, models[net], calib_x[seed], steps=args.reconstruct_steps)
         reset_stats(qmodel)
         res = agreement(refs[net], logits(qmodel, eval_x))
         res["b_avg"] = float(model_stats(qmodel).b_avg_macs)

@@ -12,6 +12,8 @@ from dynabit.quant.layers import QuantLayerMixin
 from dynabit.quant.quantizers import DualSplit
 from dynabit.utils.progress import progress_bar
 
+SEQUENTIAL = None  # ``threshold_passes``: one pass over the batches per dynamic layer
+
 
 def _as_inputs(batch: object) -> torch.Tensor:
     """Accept a tensor or an ``(inputs, labels)`` pair."""
@@ -56,6 +58,7 @@ def calibrate(
     ratio: float | None = None,
     thresholds: bool = True,
     progress: bool = False,
+    threshold_passes: int | None = SEQUENTIAL,
 ) -> None:
     """Set activation scales, then each block's threshold so it refines its target ratio.
 
@@ -64,8 +67,13 @@ def calibrate(
     layers already decided: the ``1 - r`` quantile of its group scores, with ``r`` the layer's
     ``r*`` (or ``ratio``). The score scale that normalizes scores and the surrogate temperature
     is set here too. Batches are tensors or ``(inputs, labels)`` pairs. ``progress`` shows a
-    bar over the forward passes (one per batch for the scales, then one per batch and dynamic
-    layer for the thresholds).
+    bar over the forward passes (one per batch for the scales, then the threshold passes).
+
+    ``threshold_passes``: ``None`` (:data:`SEQUENTIAL`), one pass over the batches per dynamic
+    layer as above; ``k``, ``k`` passes over the batches in which every dynamic layer keeps its
+    scores at once, the first with every layer refining everything (each layer's thresholds
+    then assume full-precision inputs), each later one with every layer deciding at the
+    thresholds of the pass before (the sequential result once ``k`` reaches the depth).
     """
     inputs = [_as_inputs(b) for b in batches]
     if not inputs:
@@ -73,7 +81,8 @@ def calibrate(
     layers = quant_layers(model)
     if not layers:
         raise ValueError("model has no quantized layers: call dynabit.quant.prepare() first")
-    passes = len(inputs) * (1 + (len(dynamic_layers(model)) if thresholds else 0))
+    n_thr = len(dynamic_layers(model)) if threshold_passes is None else threshold_passes
+    passes = len(inputs) * (1 + (n_thr if thresholds else 0))
     bar = progress_bar(total=passes, desc="calibration", unit="pass", disable=not progress)
     was_training = model.training
     model.eval()
@@ -86,7 +95,7 @@ def calibrate(
         for _, m in layers:
             m.act_quant.finish_observation(_dual_split(m))
         if thresholds:
-            _calibrate_thresholds(model, inputs, ratio, bar.update)
+            _calibrate_thresholds(model, inputs, ratio, bar.update, threshold_passes)
     finally:
         bar.close()
         for _, m in layers:
@@ -109,33 +118,55 @@ def _calibrate_thresholds(
     inputs: list[torch.Tensor],
     ratio: float | None,
     advance: Callable[[int], object] = lambda n: None,
+    passes: int | None = SEQUENTIAL,
 ) -> None:
+    """Every dynamic layer's thresholds: one layer at a time in execution order
+    (``passes=None``), or from ``passes`` joint passes (see :func:`calibrate`)."""
+    if passes is not None and passes < 1:
+        raise ValueError(f"threshold_passes must be None (sequential) or >= 1, got {passes}")
     layers = [m for _, m in dynamic_layers(model)]
     for m in layers:
         m.set_calibrating(True)
         m.thresholds_calibrated.fill_(False)
-    for m in _execution_order(model, layers, inputs[0]):
-        m.collect_scores()
+    if passes is None:
+        for m in _execution_order(model, layers, inputs[0]):
+            m.collect_scores()
+            for x in inputs:
+                model(x)
+                advance(1)
+            _set_thresholds(m, m.take_scores(), ratio)
+        return
+    for _ in range(passes):
+        for m in layers:
+            m.collect_scores()
         for x in inputs:
             model(x)
             advance(1)
-        scores = m.take_scores()  # (N, blocks, gh, gw), normalized by the old scale
-        raw = scores * m.score_scale
-        finite = raw[torch.isfinite(raw)]
-        spread = float(finite.std()) if finite.numel() > 1 else 0.0
-        m.score_scale.fill_(spread if spread > 0 else max(float(finite.abs().max()), 1.0))
-        target = m.qcfg.target_ratio if ratio is None else ratio
-        per_block = raw.transpose(0, 1).reshape(raw.shape[1], -1) / m.score_scale
-        grid = m.last_grid
-        assert grid is not None  # the layer ran
-        counts = grid.valid_counts().unsqueeze(0).expand(raw.shape[0], -1, -1, -1)
-        counts = counts.transpose(0, 1).reshape(raw.shape[1], -1)
-        m.threshold.data.copy_(
-            torch.tensor(
-                [threshold_for_ratio(b, target, c) for b, c in zip(per_block, counts, strict=True)]
-            )
+        # Take every layer's scores before setting any threshold: one pass, one set of inputs.
+        scores = [m.take_scores() for m in layers]
+        for m, sc in zip(layers, scores, strict=True):
+            _set_thresholds(m, sc, ratio)
+
+
+def _set_thresholds(m: QuantLayerMixin, scores: torch.Tensor, ratio: float | None) -> None:
+    """Score scale and per-block thresholds of ``m`` from the group scores it kept,
+    ``(N, blocks, gh, gw)`` normalized by its old score scale: the ``1 - r`` quantiles."""
+    raw = scores * m.score_scale
+    finite = raw[torch.isfinite(raw)]
+    spread = float(finite.std()) if finite.numel() > 1 else 0.0
+    m.score_scale.fill_(spread if spread > 0 else max(float(finite.abs().max()), 1.0))
+    target = m.qcfg.target_ratio if ratio is None else ratio
+    per_block = raw.transpose(0, 1).reshape(raw.shape[1], -1) / m.score_scale
+    grid = m.last_grid
+    assert grid is not None  # the layer ran
+    counts = grid.valid_counts().unsqueeze(0).expand(raw.shape[0], -1, -1, -1)
+    counts = counts.transpose(0, 1).reshape(raw.shape[1], -1)
+    m.threshold.data.copy_(
+        torch.tensor(
+            [threshold_for_ratio(b, target, c) for b, c in zip(per_block, counts, strict=True)]
         )
-        m.thresholds_calibrated.fill_(True)
+    )
+    m.thresholds_calibrated.fill_(True)
 
 
 def _execution_order(
