@@ -238,11 +238,11 @@ def reconstruct(
     "mse_before", "mse_after"}`` (eval mode, on the calibration crops).
     """
     from dynabit.quant.budget import quant_layers, reset_stats
-    from dynabit.quant.prepare import _bn_followers
+    from dynabit.quant.prepare import bn_followers
     from dynabit.utils.progress import progress_bar
 
     names = list(blocks) if blocks is not None else reconstruction_blocks(qmodel)
-    follows = _bn_followers(model) if qmodel.dynabit_config.fold_bn else {}
+    follows = bn_followers(model) if qmodel.dynabit_config.fold_bn else {}
     xs = [calib[i : i + batch_size] for i in range(0, len(calib), batch_size)]
     targets = _outputs(model, xs, [follows.get(n, n) for n in names])
     qparams = [p for p in qmodel.parameters()]
@@ -306,7 +306,7 @@ def reconstruct(
 def _reset_fixed_thresholds(block: nn.Module, layers: list[Any], inputs: list[Tensor]) -> None:
     """Thresholds that are not trained (DRQ's) set again on the fitted block's calibration
     inputs, one layer at a time, as DRQ sets them offline on the network it runs."""
-    from dynabit.quant.calibrate import _set_thresholds
+    from dynabit.quant.calibrate import set_thresholds
 
     for m in layers:
         if m.dynamic and not m.qcfg.train_thresholds:
@@ -314,7 +314,7 @@ def _reset_fixed_thresholds(block: nn.Module, layers: list[Any], inputs: list[Te
             m.collect_scores()
             for x in inputs:
                 block(x)
-            _set_thresholds(m, m.take_scores(), None)
+            set_thresholds(m, m.take_scores(), None)
             m.set_calibrating(False)
 
 

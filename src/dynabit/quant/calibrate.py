@@ -134,7 +134,7 @@ def _calibrate_thresholds(
             for x in inputs:
                 model(x)
                 advance(1)
-            _set_thresholds(m, m.take_scores(), ratio)
+            set_thresholds(m, m.take_scores(), ratio)
         return
     for _ in range(passes):
         for m in layers:
@@ -145,10 +145,10 @@ def _calibrate_thresholds(
         # Take every layer's scores before setting any threshold: one pass, one set of inputs.
         scores = [m.take_scores() for m in layers]
         for m, sc in zip(layers, scores, strict=True):
-            _set_thresholds(m, sc, ratio)
+            set_thresholds(m, sc, ratio)
 
 
-def _set_thresholds(m: QuantLayerMixin, scores: torch.Tensor, ratio: float | None) -> None:
+def set_thresholds(m: QuantLayerMixin, scores: torch.Tensor, ratio: float | None) -> None:
     """Score scale and per-block thresholds of ``m`` from the group scores it kept,
     ``(N, blocks, gh, gw)`` normalized by its old score scale: the ``1 - r`` quantiles."""
     raw = scores * m.score_scale

@@ -98,7 +98,7 @@ def refuse_non_finite_input(module: nn.Module, args: tuple) -> None:
             )
 
 
-def _bn_followers(model: nn.Module) -> dict[str, str]:
+def bn_followers(model: nn.Module) -> dict[str, str]:
     """Map conv name -> name of the BatchNorm registered right after it in the same parent.
 
     Models are expected to register a conv's BatchNorm directly after the conv (as in
@@ -147,7 +147,7 @@ def prepare(model: nn.Module, config: QuantConfig | None = None) -> nn.Module:
         raise ValueError("model has no nn.Conv2d or nn.Linear layer to quantize")
     _check_config_fits(model, [n for n, _ in eligible], config)
     edge = {eligible[0][0], _classifier_name(eligible)} if config.keep_first_last else set()
-    bns = _bn_followers(model) if config.fold_bn else {}
+    bns = bn_followers(model) if config.fold_bn else {}
     for name, module in eligible:
         layer_cfg = config.for_layer(name)
         dynamic = layer_cfg.dynamic and name not in edge
