@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dynabit.rtl import DecisionUnit, TileParams
+from dynabit.rtl.params import TILE_SCORES
 from dynabit.rtl.program import LayerJob, block_constants
 
 
@@ -71,7 +72,7 @@ def _hw_refine(p: TileParams, acc, consts, rows_ok) -> bool:
     data=st.data(),
     rows=st.integers(1, 3),
     cols=st.integers(1, 3),
-    score=st.sampled_from(["max", "mean"]),
+    score=st.sampled_from(TILE_SCORES),
 )
 def test_decision_unit_matches_model_rule(data, rows, cols, score) -> None:
     if rows + cols < 3:

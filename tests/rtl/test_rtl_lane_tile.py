@@ -11,6 +11,7 @@ from dynabit.rtl import TileParams, engine_jobs, frozen_reference
 from dynabit.rtl.lane_params import LaneTileParams
 from dynabit.rtl.lane_program import build_lane_program, design_job, lane_params_for
 from dynabit.rtl.lanes import LaneParams
+from dynabit.rtl.params import TILE_SCORES
 from dynabit.rtl.testing import random_job, train_small_cnn
 from dynabit.rtl.verify import verify_lanes
 
@@ -33,7 +34,7 @@ def _assert_exact(run) -> None:
     k=st.integers(1, 30),
     h=st.integers(1, 4),
     w=st.integers(1, 4),
-    score=st.sampled_from(["max", "mean"]),
+    score=st.sampled_from(TILE_SCORES),
     signed=st.booleans(),
 )
 def test_random_layers(seed, design, lanes, rows, cols, k, h, w, score, signed) -> None:

@@ -124,5 +124,6 @@ def test_cli_writes_a_table(tmp_path) -> None:
     )
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
-    assert {r["design"] for r in doc["rows"]} == {"dual", "int8", "int4", "bitserial"}
+    designs = {r["design"] for r in doc["rows"]}
+    assert designs == {"dual", "dual_midpoint", "int8", "int4", "bitserial"}
     assert AREA_TABLE.is_file()

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dynabit.rtl import TileParams, build_program, golden, predicted_cycles, simulate, verify_job
+from dynabit.rtl.params import TILE_SCORES
 from dynabit.rtl.program import LayerJob
 from dynabit.rtl.testing import random_job
 
@@ -31,7 +32,7 @@ def _assert_ok(check) -> None:
     h=st.integers(1, 5),
     w=st.integers(1, 5),
     blocks=st.integers(1, 3),
-    score=st.sampled_from(["max", "mean"]),
+    score=st.sampled_from(TILE_SCORES),
     signed=st.booleans(),
     split=st.sampled_from([(4, 4), (3, 5), (5, 3), (2, 6)]),
 )

@@ -8,6 +8,7 @@ whole codes, so the total input capacity is equal; weights and outputs alike):
  design      cycle model (``HardwareConfig.lanes = N``)   activation work per window
 ==========  ==========================================  ================================
  dual        mode ``dynamic``, 4-bit chunks, the masks   high plane; low plane if refined
+ dual_mid…   as ``dual`` (the offset changes no cycle)    as ``dual``, 5-bit lane operands
  int8        mode ``dense``, 8-bit chunks                 one 8-bit pass
  int4        mode ``dense``, 4-bit chunks                 one 4-bit pass (the high code)
  bitserial   mode ``uniform``, ``s``-bit chunks            ``ceil(B / s)`` passes at ``B`` bits
@@ -21,6 +22,11 @@ registers and the element-0 latch of ``(R + C) * N`` operands); and the **tile**
 buffers as 6-transistor SRAM bits, equal across designs). Registers and gates outside the
 table are counted with the synthesis flow's CMOS constants (:mod:`dynabit.rtl.synth`:
 16 transistors a flip-flop, 12 its enable, 6 a 2-input AND/OR).
+
+``dual_midpoint`` is the dual design with the mid-point offset (:mod:`dynabit.rtl.lanes`):
+its own PE row, a comparator and threshold one bit wider, a refined-bias register per column
+at the drain and the plane logic at the tile's edge (``B_hi + 2`` gates per row lane); its lane
+MAC energy is the 4x8 entry's multiply scaled by 5/4 (one partial-product row more).
 
 Energy per inference is the cycle model's (compute with the lane MAC of the energy table,
 SRAM, DRAM, control) plus leakage: ``leakage_nw_per_transistor`` x tile transistors x cycles.
@@ -40,7 +46,8 @@ from dynabit.hardware.energy import leakage_energy
 from dynabit.hardware.shapes import LayerShape
 from dynabit.hardware.simulator import simulate
 
-DESIGNS: tuple[str, ...] = ("dual", "int8", "int4", "bitserial")
+DESIGNS: tuple[str, ...] = ("dual", "int8", "int4", "bitserial", "dual_midpoint")
+DYNAMIC: tuple[str, ...] = ("dual", "dual_midpoint")  # designs that follow the masks
 
 DFF, ENABLE, GATE2 = 16, 12, 6  # CMOS transistors (as in dynabit.rtl.synth)
 SRAM_BIT = 6
@@ -64,18 +71,27 @@ class Design:
 
     @property
     def name(self) -> str:
-        """``dual``, ``int8``, ``int4`` or ``bitserial`` (``bitserial_s2`` for 2-bit steps)."""
+        """The design (``bitserial_s2`` for 2-bit steps)."""
         return self.design + (f"_s{self.serial_bits}" if self.serial_bits != 1 else "")
 
     @property
     def chunk_bits(self) -> int:
         """Activation bits a lane multiplies per step."""
-        return {"dual": 4, "int8": 8, "int4": 4}.get(self.design, self.serial_bits)
+        return {"dual": 4, "dual_midpoint": 4, "int8": 8, "int4": 4}.get(
+            self.design, self.serial_bits
+        )
+
+    @property
+    def mac_bits(self) -> int:
+        """Activation bits of a lane multiplier (the mid-point operand is one bit wider)."""
+        return self.chunk_bits + int(self.design == "dual_midpoint")
 
     @property
     def mode(self) -> str:
         """The cycle model's mode for this design."""
-        return {"dual": "dynamic", "bitserial": "uniform"}.get(self.design, "dense")
+        if self.design in DYNAMIC:
+            return "dynamic"
+        return {"bitserial": "uniform"}.get(self.design, "dense")
 
 
 def load_area_table(path: Path | None = None) -> dict[str, Any]:
@@ -100,10 +116,14 @@ def area(d: Design, hw: HardwareConfig, table: Mapping[str, Any] | None = None) 
     array = pes * int(row["transistors"])
     drain = pes * int(row["acc_bits"]) * (DFF + ENABLE)
     decision = 0
-    if d.design == "dual":
-        cmp_bits = int(row["acc_bits"]) - 4  # the high-pass sum: 4 bits narrower
+    if d.design in DYNAMIC:
+        mid = d.design == "dual_midpoint"
+        cmp_bits = int(row["acc_bits"]) - 4 + mid  # the high-pass sum: 4 (3) bits narrower
         latch_bits = (hw.rows * 8 + hw.cols * hw.weight_bits) * d.lanes + hw.rows
         decision = 2 * pes * GATE2 + (hw.cols * (cmp_bits + 1) + latch_bits) * (DFF + ENABLE)
+        if mid:  # refined-bias register per column; nz, h' and r per row lane at the edge
+            decision += hw.cols * int(row["acc_bits"]) * (DFF + ENABLE)
+            decision += hw.rows * d.lanes * (4 + 2) * GATE2
     kib = hw.input_buffer_kib + hw.weight_buffer_kib + hw.output_buffer_kib
     buffers = int(kib * 8192 * SRAM_BIT)
     core = array + drain + decision
@@ -126,13 +146,16 @@ def design_config(d: Design, hw: HardwareConfig) -> HardwareConfig:
     total input capacity (the config's ``input_buffer_kib`` is per plane)."""
     table = hw.energy
     key = f"{d.chunk_bits}x{hw.weight_bits}"
+    acc = table.accumulate_pj
     if key not in table.mac_pj:
         ref = table.mac(8, hw.weight_bits)
-        acc = table.accumulate_pj
         mac = (ref - acc) * d.chunk_bits / 8 + acc
         table = table.model_copy(update={"mac_pj": {**table.mac_pj, key: mac}})
+    if d.mac_bits != d.chunk_bits:  # the mid-point lane: one partial-product row more
+        mac = (table.mac(d.chunk_bits, hw.weight_bits) - acc) * d.mac_bits / d.chunk_bits + acc
+        table = table.model_copy(update={"mac_pj": {**table.mac_pj, key: mac}})
     update: dict[str, Any] = {"act_chunk_bits": d.chunk_bits, "lanes": d.lanes, "energy": table}
-    if d.design == "dual":
+    if d.design in DYNAMIC:
         # one buffer of whole codes: the two planes share the other designs' input capacity
         update["input_buffer_kib"] = hw.input_buffer_kib / 2
     return hw.model_copy(update=update)
@@ -246,10 +269,12 @@ def break_even_grid(
     grid: Sequence[float] = GRID,
     table: Mapping[str, Any] | None = None,
     seed: int = 1,
+    design: str = "dual",
 ) -> dict[str, Any]:
-    """The dual design's throughput per area over INT8's (same lanes) on ``shapes`` with
-    synthetic block masks (one sample) at every refine ratio of ``grid``, at every area level,
-    and the refine ratio where it crosses 1 (:func:`break_even`)."""
+    """The dual design's (``design``: or ``dual_midpoint``) throughput per area over INT8's
+    (same lanes) on ``shapes`` with synthetic block masks (one sample) at every refine ratio
+    of ``grid``, at every area level, and the refine ratio where it crosses 1
+    (:func:`break_even`)."""
     from dynabit.hardware.masks import synthetic_masks
 
     table = table or load_area_table()
@@ -257,7 +282,7 @@ def break_even_grid(
     adv: dict[str, list[float]] = {lvl: [] for lvl in LEVELS}
     for r in grid:
         m = synthetic_masks(shapes, r, samples=1, seed=seed)
-        dual = run_design(Design("dual", hw.lanes), shapes, m, hw, table)
+        dual = run_design(Design(design, hw.lanes), shapes, m, hw, table)
         for lvl in LEVELS:
             adv[lvl].append(dual.per_area(lvl) / int8.per_area(lvl))
     return {
@@ -274,11 +299,14 @@ def compare_designs(
     budget_bits: int = 5,
     table: Mapping[str, Any] | None = None,
     with_break_even: bool = True,
+    midpoint: bool = False,
 ) -> dict[str, Any]:
     """Dual (``masks``), INT8, INT4 and bit-serial at ``budget_bits`` on ``hw``'s array and
     lanes: each design's figures and its throughput per area and energy against INT8 and INT4;
     ``with_break_even``: the break-even refine ratio against INT8 on these layers
-    (:func:`break_even_grid`). ``KeyError`` when the area table has no row for ``hw.lanes``."""
+    (:func:`break_even_grid`); ``midpoint``: also ``dual_midpoint`` on the same masks (the
+    offset's area and energy cost at equal cycles) and its break-even ratio. ``KeyError`` when
+    the area table has no row for ``hw.lanes``."""
     if (hw.weight_bits, hw.act_chunk_bits) != (8, 4):  # what every row of the table is
         raise KeyError(
             f"no area row for W{hw.weight_bits} PEs with {hw.act_chunk_bits}-bit chunks: "
@@ -291,6 +319,8 @@ def compare_designs(
         Design("int4", hw.lanes),
         Design("bitserial", hw.lanes, 1, budget_bits),
     ]
+    if midpoint:
+        ds.insert(1, Design("dual_midpoint", hw.lanes))
     runs = {d.name: run_design(d, shapes, masks, hw, table) for d in ds}
     out: dict[str, Any] = {
         "lanes": hw.lanes,
@@ -306,6 +336,9 @@ def compare_designs(
         grid = break_even_grid(shapes, hw, table=table)
         out["break_even_ratio_vs_int8"] = grid["break_even"]["core"]
         out["break_even_grid"] = grid
+        if midpoint:
+            mid = break_even_grid(shapes, hw, table=table, design="dual_midpoint")
+            out["break_even_ratio_vs_int8_midpoint"] = mid["break_even"]["core"]
     return out
 
 

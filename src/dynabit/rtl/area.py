@@ -1,7 +1,8 @@
 """The area table: yosys figures of every dot-product PE design, per lane count.
 
-One row per (design, lanes): the dual-precision PE, bit-parallel INT8 and INT4, and the
-bit-serial PE taking 1 or 2 activation bits per step, all with one accumulator sized for
+One row per (design, lanes): the dual-precision PE (plain, and ``dual_midpoint`` with the
+mid-point offset), bit-parallel INT8 and INT4, and the bit-serial PE taking 1 or 2 activation
+bits per step, all with one accumulator sized for
 ``k_max`` (:mod:`dynabit.rtl.lanes`). The checked-in table (:data:`AREA_TABLE`) is written by
 ``dynabit rtl --area-table`` (its ``command`` field records the exact call) and read by whatever
 normalises a comparison per area; a test regenerates its small rows and compares.
@@ -25,9 +26,10 @@ DEFAULT_K_MAX = 3 * 3 * 512
 
 
 def design_params(lanes: int, k_max: int = DEFAULT_K_MAX) -> list[LaneParams]:
-    """The five PE designs compared at ``lanes`` lanes (8-bit codes, 4 + 4 split, W8)."""
+    """The six PE designs compared at ``lanes`` lanes (8-bit codes, 4 + 4 split, W8)."""
     return [
         LaneParams(lanes, "dual", k_max=k_max),
+        LaneParams(lanes, "dual", k_max=k_max, midpoint=True),
         LaneParams(lanes, "int8", k_max=k_max),
         LaneParams(lanes, "int4", k_max=k_max),
         LaneParams(lanes, "bitserial", k_max=k_max, serial_bits=1),
@@ -46,7 +48,7 @@ def area_rows(
             rows.append(
                 {
                     "pe": p.tag,
-                    "design": p.design,
+                    "design": table_design(p),
                     "lanes": n,
                     "serial_bits": p.serial_bits if p.design == "bitserial" else None,
                     "acc_bits": p.width,
@@ -57,6 +59,11 @@ def area_rows(
                 }
             )
     return rows
+
+
+def table_design(p: LaneParams) -> str:
+    """The design name of ``p``'s row: its design, ``dual_midpoint`` with the offset."""
+    return "dual_midpoint" if p.midpoint else p.design
 
 
 def write_table(path: Path, rows: list[dict[str, Any]], k_max: int, command: str) -> Path:

@@ -66,8 +66,6 @@ def job_from_op(op: Op, codes: torch.Tensor, spec: LayerSpec) -> LayerJob:
     problems = []
     if spec.decision != "output":
         problems.append("input-directed decisions")
-    if a.get("midpoint"):
-        problems.append("the midpoint offset")
     if spec.k_bounds is not None:
         problems.append("enforced top-k bounds")
     if spec.groups != 1:
@@ -95,6 +93,7 @@ def job_from_op(op: Op, codes: torch.Tensor, spec: LayerSpec) -> LayerJob:
         weight_bits=int(a.get("weight_bits", 8)),
         name=name,
         spec=spec,
+        midpoint=bool(a.get("midpoint")),
     )
 
 

@@ -80,7 +80,8 @@ class LaneTileParams:
         """The :class:`TileParams` whose widths the decision unit and the host constants use.
 
         Its accumulator is the high-pass sum shifted by ``B_lo`` (what the two-bank tile
-        compared), so the host's exact rewrites are shared; the PEs compare the unshifted sum.
+        compared; ``B_lo - 1`` of ``h'`` with the mid-point offset), so the host's exact
+        rewrites are shared; the PEs compare the unshifted sum.
         """
         pe = self.pe
         return TileParams(
@@ -89,7 +90,7 @@ class LaneTileParams:
             hi_bits=pe.hi_bits,
             lo_bits=pe.lo_bits,
             weight_bits=pe.weight_bits,
-            acc_bits=pe.cmp_bits + pe.lo_bits,
+            acc_bits=pe.cmp_bits + pe.shift,
             act_signed=pe.act_signed,
             dynamic=True,
             score=self.score,
@@ -114,8 +115,11 @@ def lane_weight_layout(p: LaneTileParams) -> data.ArrayLayout:
 
 
 def lane_param_layout(p: LaneTileParams) -> data.StructLayout:
-    """Block word: per-column bias; dual: valid columns and the decision constants."""
+    """Block word: per-column bias (unsigned mid-point: and the refined tiles' ``bias_lo``);
+    dual: valid columns and the decision constants."""
     fields: dict[str, object] = {"bias": data.ArrayLayout(signed(p.out_bits), p.cols)}
+    if p.pe.low_offset:
+        fields["bias_lo"] = data.ArrayLayout(signed(p.out_bits), p.cols)
     if p.dynamic:
         fields["col_ok"] = unsigned(p.cols)
         if p.score == "max":

@@ -40,7 +40,9 @@ def design_job(job: LayerJob, design: str) -> LayerJob:
     h = job.hi_bits
     if h < 2:
         raise ValueError(f"int4 needs a high code of at least 2 bits, got {h}")
-    return replace(job, cols=q_hi, hi_bits=h - h // 2, lo_bits=h // 2, name=f"{job.name}/int4")
+    return replace(
+        job, cols=q_hi, hi_bits=h - h // 2, lo_bits=h // 2, midpoint=False, name=f"{job.name}/int4"
+    )
 
 
 def lane_params_for(
@@ -58,6 +60,7 @@ def lane_params_for(
         act_signed=job.act_signed,
         serial_bits=serial_bits,
         bits=None if design == "dual" else bits,
+        midpoint=job.midpoint and design == "dual",
     )
     kw: dict[str, Any] = {
         "rows": job.group[0] * job.group[1],
@@ -88,7 +91,8 @@ class LaneProgram:
 def lane_block_constants(p: LaneTileParams, job: LayerJob, b: int) -> dict[str, Any]:
     """Block word of ``b``: the two-bank tile's exact rewrites, thresholds on the unshifted sum.
 
-    ``(h << B_lo) > t  <=>  h > floor(t / 2**B_lo)`` for an integer high sum ``h``; the result
+    ``(h << s) > t  <=>  h > floor(t / 2**s)`` for an integer high sum ``h`` and the PE's
+    shift ``s`` (``B_lo``, or ``B_lo - 1`` with the mid-point offset); the result
     is clamped to the comparator's range (``[-2**(c-1) - 1, 2**(c-1) - 1]`` for a ``c``-bit
     sum), which keeps every comparison's outcome.
     """
@@ -98,8 +102,14 @@ def lane_block_constants(p: LaneTileParams, job: LayerJob, b: int) -> dict[str, 
     out = block_constants(p.decision_params(), job, b)
     if p.score == "max":
         cmax = (1 << (p.pe.cmp_bits - 1)) - 1
-        lo = p.pe.lo_bits
-        out["thr"] = [max(-cmax - 2, min(cmax, t >> lo)) for t in out["thr"]]
+        s = p.pe.shift
+        out["thr"] = [max(-cmax - 2, min(cmax, t >> s)) for t in out["thr"]]
+    if p.pe.low_offset:  # the unsigned mid-point low plane adds low_offset * sum_k w_k
+        chans = range(b * p.cols, (b + 1) * p.cols)
+        off = p.pe.low_offset
+        out["bias_lo"] = [
+            int(job.bias[ch] - off * job.w[ch].sum()) if ch < job.c_out else 0 for ch in chans
+        ]
     return out
 
 
@@ -141,6 +151,8 @@ def _check_lane_fits(p: LaneTileParams, job: LayerJob) -> None:
         problems += decision_fits(job, p.rows, p.cols, p.score)
         if (job.hi_bits, job.lo_bits) != (pe.hi_bits, pe.lo_bits):
             problems.append("activation split differs from the tile's")
+        if job.midpoint != pe.midpoint:
+            problems.append(f"midpoint={job.midpoint} on a tile with midpoint={pe.midpoint}")
     elif job.bits != pe.code_bits:
         problems.append(f"{job.bits}-bit codes on a {pe.code_bits}-bit tile")
     if job.act_signed != pe.act_signed:

@@ -31,7 +31,7 @@ from dynabit.rtl.lane_params import (
     lane_weight_layout,
 )
 from dynabit.rtl.lane_scheduler import LaneScheduler
-from dynabit.rtl.lanes import LanePE, lane_ctl_layout
+from dynabit.rtl.lanes import LaneParams, LanePE, lane_ctl_layout
 from dynabit.rtl.ports import tile_members
 from dynabit.rtl.skew import delay_taps, wire_grid
 
@@ -95,6 +95,9 @@ class LaneTile(wiring.Component):
         for r in range(rows):
             for i in range(n):
                 q = Value.cast(codes[r][i])
+                if pe_p.midpoint:
+                    _midpoint_planes(m, pe_p, q, sch.f_plane, fv[r][i])
+                    continue
                 with m.Switch(sch.f_plane):
                     for j, (width, off) in enumerate(zip(pe_p.planes, offsets, strict=True)):
                         with m.Case(j):
@@ -146,14 +149,20 @@ class LaneTile(wiring.Component):
         )
         with m.If(sch.f_snap):
             m.d.sync += bias.eq(cfg.bias)
+        bias_lo = None
+        if pe_p.low_offset:  # a refined tile's bias also removes low_offset * sum_k w_k
+            bias_lo = Signal.like(bias, name="drain_bias_lo", reset_less=True)
+            with m.If(sch.f_snap):
+                m.d.sync += bias_lo.eq(cfg.bias_lo)
         for c in range(cols):
             row = Signal(signed(pe_p.width), name=f"drain_col{c}")
             with m.Switch(sch.out_row):
                 for r in range(rows):
                     with m.Case(r):
                         m.d.comb += row.eq(caps[r][c])
-            val = Mux(sch.out_shift, row << pe_p.lo_bits, row) if p.dynamic else row
-            m.d.comb += self.out_data[c].eq(val + bias[c])
+            val = Mux(sch.out_shift, row << pe_p.shift, row) if p.dynamic else row
+            b = bias[c] if bias_lo is None else Mux(sch.out_shift, bias[c], bias_lo[c])
+            m.d.comb += self.out_data[c].eq(val + b)
         if not p.dynamic:
             return m
 
@@ -179,9 +188,26 @@ class LaneTile(wiring.Component):
             m.d.comb += [dec.mult.eq(cfg.mult), dec.x.eq(cfg.x)]
             for r in range(rows):
                 for c in range(cols):
-                    # the PE holds the unshifted high sum; the host constants expect it << B_lo
-                    m.d.comb += dec.accs[r * cols + c].eq(self.pes[r][c].acc << pe_p.lo_bits)
+                    # the PE holds the unshifted high sum; the host constants expect it shifted
+                    m.d.comb += dec.accs[r * cols + c].eq(self.pes[r][c].acc << pe_p.shift)
         return m
+
+
+def _midpoint_planes(m: Module, pe: LaneParams, q: Value, plane: Value, out: Value) -> None:
+    """One lane's mid-point operands (module doc of :mod:`dynabit.rtl.lanes`): plane 0 is
+    ``h' = 2 q_hi + nz``, plane 1 the residual ``r`` (signed codes) or ``r + 2^(B_lo-1)``
+    (unsigned), with ``nz = [q_hi != 0]``."""
+    lo = pe.lo_bits
+    q_hi, q_lo = q[lo:], q[:lo]
+    nz = q_hi.any()
+    top = q_lo[lo - 1]
+    if pe.act_signed:
+        h = Cat(nz, q_hi).as_signed()
+        r = Cat(q_lo[: lo - 1], top ^ nz, nz & ~top).as_signed()
+    else:
+        h, z = Cat(nz, q_hi), ~nz
+        r = Cat(q_lo[: lo - 1], top ^ z, top & z)
+    m.d.comb += out.eq(Mux(plane == 0, h, r))
 
 
 def _plane_offsets(planes: tuple[int, ...]) -> list[int]:

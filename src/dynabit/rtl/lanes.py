@@ -18,6 +18,25 @@ finished accumulator holds ``sum_k w_k * q_k`` for the whole code ``q``:
 
 Signed codes: the top plane is signed, the lower planes unsigned (two's complement split).
 
+Mid-point offset (``dual`` with ``midpoint``, the engine's ``_split``): the high value of a
+code is ``hi = (q_hi << B_lo) + 2^(B_lo-1) nz`` with ``nz = [q_hi != 0]``, the low residual
+``r = q - hi``, in ``[-2^(B_lo-1), 2^B_lo)``. The PE streams the high plane as the
+``(B_hi + 1)``-bit value ``h' = 2 q_hi + nz`` (``nz`` appended below ``q_hi``'s bits) and
+shifts by ``B_lo - 1`` instead of ``B_lo``, so the high-pass sum is
+``sum w h' = (sum w hi) / 2^(B_lo-1)`` exactly and the decision compares it. The low plane:
+
+- signed codes: ``r`` itself, a signed ``(B_lo + 1)``-bit value (``q_lo`` with its top bit
+  inverted where ``nz``, sign ``nz & ~q_lo[B_lo-1]``): the operand is ``signed(B_lo + 1)``
+  already, so the multiplier keeps its width;
+- unsigned codes: ``r + 2^(B_lo-1) = q_lo + 2^(B_lo-1) [q_hi = 0]``, unsigned ``B_lo + 1``
+  bits, so the operand stays unsigned (one multiplier row more than the plain PE, no sign
+  row); the refined sum is then ``sum w q + 2^(B_lo-1) sum_k w_k``, a per-output-channel
+  constant the drain removes with a second bias (:attr:`LaneParams.low_offset`).
+
+Both plane values are formed once per row lane at the tile's edge; in the PE the changes are
+the one-bit-wider activation operand and comparator. Every running sum is a sum of per-lane
+terms ``w hi`` or ``w (q + low_offset)``, which the accumulator width below covers.
+
 Accumulator width (worst case over ``K`` streamed elements, weights in ``[-2^(W-1), 2^(W-1))``,
 ``a_max`` the largest code magnitude, ``2^B - 1`` unsigned or ``2^(B-1)`` signed)::
 
@@ -76,10 +95,13 @@ class LaneParams:
     serial_bits: int = 1
     bits: int | None = None
     acc_bits: int | None = None
+    midpoint: bool = False
 
     def __post_init__(self) -> None:
         if self.design not in DESIGNS:
             raise ValueError(f"design must be one of {', '.join(DESIGNS)}, got {self.design!r}")
+        if self.midpoint and self.design != "dual":
+            raise ValueError(f"midpoint is a dual-design option, got design {self.design!r}")
         if self.lanes < 1:
             raise ValueError(f"lanes must be >= 1, got {self.lanes}")
         if self.hi_bits < 1 or self.lo_bits < 1 or self.weight_bits < 2:
@@ -103,7 +125,10 @@ class LaneParams:
 
     @property
     def needed_acc_bits(self) -> int:
-        """``acc_bits(K_max)`` of the module doc."""
+        """``acc_bits(K_max)`` of the module doc (``a_max + low_offset`` with the offset)."""
+        if self.low_offset:
+            top = self.k_max * (code_magnitude(self.code_bits, False) + self.low_offset)
+            return (top << (self.weight_bits - 1)).bit_length() + 1
         return sum_bits(self.k_max, self.code_bits, self.weight_bits, self.act_signed)
 
     @property
@@ -113,8 +138,14 @@ class LaneParams:
 
     @property
     def cmp_bits(self) -> int:
-        """Dual design: width of the compared high-pass sum."""
-        return sum_bits(self.k_max, self.hi_bits, self.weight_bits, self.act_signed)
+        """Dual design: width of the compared high-pass sum (of ``h'`` with ``midpoint``)."""
+        hi = self.hi_bits + int(self.midpoint)  # |2 q_hi + 1| fits a (B_hi + 1)-bit code
+        return sum_bits(self.k_max, hi, self.weight_bits, self.act_signed)
+
+    @property
+    def low_offset(self) -> int:
+        """What the unsigned mid-point low plane adds to each residual: ``2^(B_lo-1)``, else 0."""
+        return (1 << (self.lo_bits - 1)) if self.midpoint and not self.act_signed else 0
 
     @property
     def thr_shape(self) -> Shape:
@@ -134,7 +165,14 @@ class LaneParams:
 
     @property
     def act_shape(self) -> Shape:
-        """A lane's activation operand: the widest plane (+1 bit for the signed top plane)."""
+        """A lane's activation operand: the widest plane (+1 bit for the signed top plane).
+
+        ``midpoint``: ``h'`` and the low plane, ``B_hi + 1`` and ``B_lo + 1`` bits, signed
+        with the codes.
+        """
+        if self.midpoint:
+            width = max(self.hi_bits, self.lo_bits) + 1
+            return signed(width) if self.act_signed else unsigned(width)
         top, rest = self.planes[0], self.planes[1:]
         if self.act_signed:
             return signed(max([top] + [r + 1 for r in rest]))
@@ -142,7 +180,10 @@ class LaneParams:
 
     @property
     def shift(self) -> int:
-        """The accumulator shift at a plane change (all lower planes have this width)."""
+        """The accumulator shift at a plane change (all lower planes have this width;
+        ``B_lo - 1`` with ``midpoint``, whose high plane carries one low bit)."""
+        if self.midpoint:
+            return self.lo_bits - 1
         return self.planes[-1] if len(self.planes) > 1 else 0
 
     @property
@@ -150,13 +191,18 @@ class LaneParams:
         """Short name, e.g. ``dual8_b4+4_w8`` or ``bitserial8_s1_b8_w8``."""
         n, w = self.lanes, self.weight_bits
         if self.design == "dual":
-            return f"dual{n}_b{self.hi_bits}+{self.lo_bits}_w{w}"
+            return f"dual{n}_b{self.hi_bits}+{self.lo_bits}_w{w}" + ("_mid" * self.midpoint)
         if self.design == "bitserial":
             return f"bitserial{n}_s{self.serial_bits}_b{self.code_bits}_w{w}"
         return f"{self.design}{n}_b{self.code_bits}_w{w}"
 
     def plane_chunks(self, q: int) -> list[int]:
-        """Split code ``q`` into the design's plane values, most significant first."""
+        """Split code ``q`` into the design's plane values, most significant first
+        (``midpoint``: ``[h', r]`` of the module doc)."""
+        if self.midpoint:
+            q_hi, lo = q >> self.lo_bits, self.lo_bits
+            nz = int(q_hi != 0)
+            return [2 * q_hi + nz, q - (q_hi << lo) - (nz << (lo - 1)) + self.low_offset]
         out = []
         low = 0
         for width in reversed(self.planes[1:]):

@@ -49,6 +49,8 @@ class LayerJob:
     #: The layer's geometry for the cycle model (``None``: a 1x1 conv with ``K`` input
     #: channels); its decision units and precision are the job's own fields.
     spec: LayerSpec | None = None
+    #: The mid-point offset: the high value adds ``2**(B_lo-1)`` where ``q_hi != 0``.
+    midpoint: bool = False
 
     def __post_init__(self) -> None:
         self.w = np.asarray(self.w, dtype=np.int64)
@@ -150,6 +152,15 @@ class LayerJob:
         q_hi = self.cols >> self.lo_bits  # arithmetic shift = floor division
         return q_hi, self.cols - (q_hi << self.lo_bits)
 
+    def high_low(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(hi, lo)`` values with ``q = hi + lo``: ``hi = q_hi * 2**B_lo`` plus, with
+        ``midpoint``, ``2**(B_lo-1)`` where ``q_hi != 0`` (the engine's split)."""
+        q_hi, _ = self.split()
+        hi = q_hi << self.lo_bits
+        if self.midpoint:
+            hi = hi + (q_hi != 0) * (1 << (self.lo_bits - 1))
+        return hi, self.cols - hi
+
     def sample(self, n: int) -> LayerJob:
         """The same layer on sample ``n`` alone."""
         return replace(self, cols=self.cols[n : n + 1])
@@ -212,9 +223,9 @@ def _conv(job: LayerJob, codes: np.ndarray) -> np.ndarray:
 
 def golden(job: LayerJob) -> GoldenResult:
     """The dual-precision layer in numpy int64: high pass, group scores, refined low pass."""
-    q_hi, q_lo = job.split()
-    acc_hi = job.bias[None, :, None, None] + _conv(job, q_hi << job.lo_bits)
-    acc_lo = _conv(job, q_lo)
+    hi, lo = job.high_low()
+    acc_hi = job.bias[None, :, None, None] + _conv(job, hi)
+    acc_lo = _conv(job, lo)
     n, c_out = acc_hi.shape[:2]
     h, w = job.out_hw
     grid = job.decision_grid
@@ -419,6 +430,8 @@ def _check_fits(p: TileParams, job: LayerJob, n_groups: int) -> None:
         problems += decision_fits(job, p.rows, p.cols, p.score)
         if (job.hi_bits, job.lo_bits, job.act_signed) != (p.hi_bits, p.lo_bits, p.act_signed):
             problems.append("activation split/signedness differs from the tile's")
+        if job.midpoint:
+            problems.append("the midpoint offset (the lane tile implements it)")
     elif job.bits != p.bits or job.act_signed != p.act_signed:
         problems.append("activation bits/signedness differ from the tile's")
     if job.weight_bits > p.weight_bits:

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dynabit.config.hardware import squarest_factors
-from dynabit.config.layer import ceil_div
+from dynabit.config.hardware import HardwareConfig
+from dynabit.config.layer import ceil_div, hardware_units
 from dynabit.config.scores import score_for
 from dynabit.rtl.params import TileParams
 from dynabit.rtl.program import LayerJob, golden
@@ -51,19 +51,21 @@ def random_job(
     samples: int = 1,
     refine: float | None = None,
     bias_range: int = 4000,
+    midpoint: bool = False,
 ) -> LayerJob:
     """A random layer for tile ``p``: codes, weights, bias, multipliers and thresholds.
 
     Each block's threshold sits at a random quantile of its group scores (or at the
     ``1 - refine`` quantile), so masks mix refined and unrefined groups; ``refine=1`` and
-    ``refine=0`` give all or none.
+    ``refine=0`` give all or none. ``midpoint``: the layer uses the mid-point offset.
     """
     c_out = c_out or p.cols
     lo, hi = (
         (-(1 << (p.bits - 1)), (1 << (p.bits - 1)) - 1) if p.act_signed else (0, (1 << p.bits) - 1)
     )
     qmax = (1 << (p.weight_bits - 1)) - 1
-    group = squarest_factors(p.rows)
+    # the output-stationary defaults a quantization config would give this array
+    group, block = hardware_units(HardwareConfig(rows=p.rows, cols=p.cols), aligned=False)
     job = LayerJob(
         w=rng.integers(-qmax, qmax + 1, (c_out, k)),
         bias=rng.integers(-bias_range, bias_range + 1, c_out),
@@ -75,9 +77,10 @@ def random_job(
         score_mult=rng.integers(1, 1 << min(16, p.mult_bits), c_out),
         score=p.score,
         group=group,
-        block_size=p.cols,
+        block_size=block,
         weight_bits=p.weight_bits,
         name="random",
+        midpoint=midpoint,
     )
     scores = group_scores(job)
     thr = []
@@ -101,26 +104,27 @@ def train_small_cnn(
     cols: int = 4,
     score: str = "max",
     seed: int = 0,
+    midpoint: bool = False,
 ) -> tuple[nn.Module, ImageDataset, float]:
     """A small CNN trained on sklearn's 8x8 digits for an ``rows x cols`` array, converted.
 
     FP32 training for ``steps`` SGD steps, then ``prepare`` (groups and blocks from the
     array), calibration and ``steps // 2`` quantization-aware steps with the budget penalty,
-    then ``convert``. Returns ``(converted model, test split, test top-1 in %)``; takes a few
-    seconds on a CPU.
+    then ``convert`` (``midpoint``: the mid-point offset in every dual layer). Returns
+    ``(converted model, test split, test top-1 in %)``; takes a few seconds on a CPU.
     """
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model: more threads only contend
     try:
-        return _train_small_cnn(steps, width, rows, cols, score, seed)
+        return _train_small_cnn(steps, width, rows, cols, score, seed, midpoint)
     finally:
         torch.set_num_threads(threads)
 
 
 def _train_small_cnn(
-    steps: int, width: int, rows: int, cols: int, score: str, seed: int
+    steps: int, width: int, rows: int, cols: int, score: str, seed: int, midpoint: bool
 ) -> tuple[nn.Module, ImageDataset, float]:
     import torch
     import torch.nn.functional as F
@@ -149,7 +153,7 @@ def _train_small_cnn(
             opt.step()
 
     fit(model, steps, 0.05, False)
-    cfg = QuantConfig(hardware={"rows": rows, "cols": cols}, score=score)  # type: ignore[arg-type]
+    cfg = QuantConfig(hardware={"rows": rows, "cols": cols}, score=score, midpoint=midpoint)  # type: ignore[arg-type]
     qmodel = prepare(model, cfg)
     calibrate(qmodel, [train.images[i : i + 256] for i in range(0, 1024, 256)])
     fit(qmodel, steps // 2, 0.01, True)
