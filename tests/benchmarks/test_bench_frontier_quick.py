@@ -44,10 +44,14 @@ def test_full_plan_covers_the_issue(frontier) -> None:
             for m in ("dynabit", "pg", "drq"):
                 assert {(m, b) for b in (4.5, 5.0, 6.0)} <= have
                 assert (f"{m}-midpoint-dual", 5.0) in have
+            assert {("mixed", b) for b in (4.5, 5.0, 6.0)} <= have
             assert {("uniform", float(b)) for b in (4, 5, 6, 8)} <= have
             assert {("dynabit-input", 5.0), ("dynabit-midpoint-dual-input", 5.0)} <= have
     # Every point's config validates: same recipe, QAT warm-started from the arch's FP32 run.
+    # (A mixed point's config is measured on its trained FP32 parent: test_bench_frontier_mixed.)
     for p in points:
+        if p.method == "mixed":
+            continue
         cfg = frontier.run_config(args, p)
         assert cfg.train.dataset == "fashion-mnist" and cfg.train.quantize == (not p.is_fp32)
         if not p.is_fp32:
@@ -71,15 +75,17 @@ def test_quick_runs_end_to_end_and_resumes(frontier, tmp_path, monkeypatch) -> N
     for row in rows:
         for key, typ in ROW_TYPES.items():
             assert isinstance(row[key], typ), (key, row)
-        assert row["method"].split("-")[0] in {"fp32", "uniform", "pg", "drq", "dynabit"}
+        assert row["method"].split("-")[0] in {"fp32", "uniform", "mixed", "pg", "drq", "dynabit"}
         assert 0.0 <= row["top1_mean"] <= 100.0 and row["seeds"] == 1
         assert row["bops"] > 0 and row["macs"] > 0
     for arch in ARCHS:
         methods = {r["method"] for r in rows if r["arch"] == arch}
-        assert {"fp32", "uniform", "pg", "drq", "dynabit"} <= methods
+        assert {"fp32", "uniform", "mixed", "pg", "drq", "dynabit"} <= methods
         for r in rows:
             if r["arch"] == arch and r["method"] == "uniform":
                 assert r["b_avg"] == r["budget"]  # uniform W8A<b> measures exactly b bits
+            elif r["arch"] == arch and r["method"] == "mixed":  # static A4/A8 per layer
+                assert 4.0 <= r["b_avg"] <= r["budget"] + 1e-9 and r["refine_ratio"] is None
             elif r["arch"] == arch and r["method"] != "fp32":
                 assert 4.0 <= r["b_avg"] <= 8.0 and r["refine_ratio"] is not None
         png = (out / f"frontier_{arch}.png").read_bytes()
