@@ -83,13 +83,17 @@ class _DualCodes(torch.autograd.Function):
         ctx.unit, ctx.qrange = unit, (qn, qp)  # type: ignore[attr-defined]
         ctx.bounds = _pass_bounds(qn, qp, v.dtype)  # type: ignore[attr-defined]
         ctx.mark_non_differentiable(lo, q)
+        # The codes' gradients are always None: don't let autograd fill two full-size zeros.
+        ctx.set_materialize_grads(False)
         # (h * unit) * s == h * (unit * s) exactly: unit is a power of two.
         return h * (s * unit), lo, q
 
     @staticmethod
     def backward(  # type: ignore[override]
-        ctx: FunctionCtx, g: torch.Tensor, _g_lo: torch.Tensor, _g_q: torch.Tensor
+        ctx: FunctionCtx, g: torch.Tensor | None, _g_lo: object, _g_q: object
     ) -> tuple[torch.Tensor | None, ...]:
+        if g is None:
+            return None, None, None, None, None, None
         v, h = ctx.saved_tensors  # type: ignore[attr-defined]
         g = g.contiguous()
         bounds = ctx.bounds  # type: ignore[attr-defined]
