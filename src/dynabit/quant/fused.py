@@ -37,7 +37,9 @@ def _split(
     # quotient strictly inside (k - 1/2, k + 1/2), all steps are exact in binary, and round
     # runs several times faster than floor or remainder on the CPU.
     step = float(1 << lo_bits)
-    quot = q.mul(1.0 / step).sub_((step - 1.0) / (2.0 * step)).round_()
+    # One pass for (q - offset) / 2^b: c + q * 2^-b with a 0-dim c, exact as well.
+    c = q.new_tensor(-(step - 1.0) / (2.0 * step))
+    quot = torch.add(c, q, alpha=1.0 / step).round_()
     if midpoint:
         # high_pass's q_hi * 2^b + (q_hi != 0) * 2^(b-1), in place and without a bool mask:
         # |sign(q_hi)| is that indicator, and both terms are exact.
@@ -229,15 +231,17 @@ class _MaskedLowPass(torch.autograd.Function):
         inp, y, s, w, m = ctx.saved_tensors  # type: ignore[attr-defined]
         needs = ctx.needs_input_grad  # type: ignore[attr-defined]
         yb = ctx.blocked(y)  # type: ignore[attr-defined]
-        grad_m = grad_s = grad_w = None
+        grad_m = grad_s = grad_w = t = None
         if needs[2] or needs[4]:
             # The mask's gradient per pixel; the scale's follows from it without another
             # full-size product: sum(g * m * y) == sum(m * sum_channels(g * y)).
-            grad_m = (g * yb).sum(dim=2, keepdim=True)
+            t = torch.mul(g, yb)
+            grad_m = t.sum(dim=2, keepdim=True)
             if needs[2]:
                 grad_s = (grad_m * m).sum() / s
         if needs[3]:
-            gm = (g * m).reshape(y.shape)
+            # g * m into the product's buffer when there is one (a fresh one costs page faults).
+            gm = (g * m if t is None else torch.mul(g, m, out=t)).reshape(y.shape)
             grad_w = ctx.weight_grad(inp, gm, w)  # type: ignore[attr-defined]
         return g, None, grad_s, grad_w, grad_m if needs[4] else None, None, None, None
 
