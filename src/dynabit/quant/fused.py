@@ -4,7 +4,8 @@ Each function computes what the plain composition of torch ops computed before, 
 full-size intermediates and only the gradients that are used:
 
 - :func:`dual_codes`: activation codes, their split and the dequantized high part in one pass,
-  with the straight-through / LSQ gradients written out (no chain of six elementwise nodes);
+  with the straight-through / LSQ gradients written out (no chain of six elementwise nodes,
+  no bool mask: the clamp's pass range is read from ``x / s`` in the backward);
 - :func:`low_pass`: the low-pass product ``op(lo * s, W)``, whose input ``lo`` carries no
   gradient, so its backward computes the weight gradient only and the scale gradient from the
   output (``dL/ds = sum(g * y) / s`` by linearity) instead of a full input-gradient convolution;
