@@ -122,6 +122,34 @@ def test_dual_codes_values_are_the_composed_ones(lo_bits, qrange) -> None:
         assert torch.equal(hi_s.detach(), ref_hi * s)
 
 
+@pytest.mark.parametrize("midpoint", [False, True])
+@pytest.mark.parametrize("qrange", [(0, 255), (-128, 127), (1, 6), (-7, 8)])
+def test_dual_codes_gradients_at_the_clamp_edges(qrange, midpoint) -> None:
+    # Codes half a step either side of each end (round half to even decides whether the clamp
+    # lets the gradient pass), with a power-of-two scale so x / s lands exactly on them.
+    qn, qp = qrange
+    s0 = 0.25
+    ends = torch.tensor([qn - 1.0, qn, qn + 1.0, qp - 1.0, qp, qp + 1.0])
+    v = torch.cat([ends - 0.5, ends, ends + 0.5, torch.randn(64) * (qp - qn)])
+    x = v * s0
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(2))
+    xi = x.clone().requires_grad_(True)
+    s = torch.tensor(s0, requires_grad=True)
+    hi_s, lo, q = dual_codes(xi, s, qrange, 2, midpoint)
+    (hi_s * g).sum().backward()
+
+    r = torch.round(v)
+    ref_q = r.clamp(qn, qp)
+    ref_hi = high_pass(ref_q, 2, midpoint)
+    passed = ref_q == r
+    assert torch.equal(hi_s.detach(), ref_hi * s0)
+    assert torch.equal(lo, ref_q - ref_hi)
+    assert torch.equal(xi.grad, torch.where(passed, g, 0.0))
+    # LSQ: d(hi * s)/ds = hi, minus v where the codes pass (hi moves with round(x / s)).
+    ref_s = (g * ref_hi).sum() - (torch.where(passed, g, 0.0) * v).sum()
+    torch.testing.assert_close(s.grad, ref_s, rtol=1e-5, atol=1e-5)
+
+
 def test_hard_mask_skips_the_surrogate_without_gradients() -> None:
     score = torch.randn(2, 3, 4, 4)
     thr = torch.zeros(3)

@@ -4,7 +4,8 @@ Each function computes what the plain composition of torch ops computed before, 
 full-size intermediates and only the gradients that are used:
 
 - :func:`dual_codes`: activation codes, their split and the dequantized high part in one pass,
-  with the straight-through / LSQ gradients written out (no chain of six elementwise nodes);
+  with the straight-through / LSQ gradients written out (no chain of six elementwise nodes,
+  no bool mask: the clamp's pass range is read from ``x / s`` in the backward);
 - :func:`low_pass`: the low-pass product ``op(lo * s, W)``, whose input ``lo`` carries no
   gradient, so its backward computes the weight gradient only and the scale gradient from the
   output (``dL/ds = sum(g * y) / s`` by linearity) instead of a full input-gradient convolution;
@@ -25,8 +26,6 @@ from collections.abc import Callable
 import torch
 from torch.autograd.function import FunctionCtx
 
-from dynabit.quant.quantizers import high_pass
-
 WeightGrad = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -35,15 +34,32 @@ def _split(
 ) -> tuple[torch.Tensor, float, torch.Tensor]:
     """``(h, unit, lo)`` of integer-valued codes with ``high_pass(q) == h * unit`` and
     ``lo == q - high_pass(q)``, exactly."""
-    if midpoint:
-        hp = high_pass(q, lo_bits, True)
-        return hp, 1.0, q - hp
     # floor(q / 2^b) == round((q - (2^b - 1) / 2) / 2^b) for integers q: the offset puts every
     # quotient strictly inside (k - 1/2, k + 1/2), all steps are exact in binary, and round
     # runs several times faster than floor or remainder on the CPU.
     step = float(1 << lo_bits)
-    quot = q.sub((step - 1.0) / 2.0).mul_(1.0 / step).round_()
+    # One pass for (q - offset) / 2^b: c + q * 2^-b with a 0-dim c, exact as well.
+    c = q.new_tensor(-(step - 1.0) / (2.0 * step))
+    quot = torch.add(c, q, alpha=1.0 / step).round_()
+    if midpoint:
+        # high_pass's q_hi * 2^b + (q_hi != 0) * 2^(b-1), in place and without a bool mask:
+        # |sign(q_hi)| is that indicator, and both terms are exact.
+        hp = quot.abs().sign_().mul_(step / 2.0).add_(quot, alpha=step)
+        return hp, 1.0, torch.sub(q, hp)
     return quot, step, torch.add(q, quot, alpha=-step)
+
+
+def _pass_bounds(qn: int, qp: int, dtype: torch.dtype) -> tuple[float, float] | None:
+    """Open bounds ``(a, b)`` with ``qn <= round(v) <= qp`` exactly when ``a < v < b``
+    (round half to even), or None where the dtype cannot hold them exactly."""
+    half = torch.tensor([qn - 0.5, qp + 0.5], dtype=torch.float64)
+    if not torch.equal(half.to(dtype).double(), half):
+        return None
+    t = half.to(dtype)
+    # qn - 1/2 rounds to qn when qn is even (so it passes): step the bound just below it.
+    lo = torch.nextafter(t[0], t[0] - 1) if qn % 2 == 0 else t[0]
+    hi = torch.nextafter(t[1], t[1] + 1) if qp % 2 == 0 else t[1]
+    return float(lo), float(hi)
 
 
 class _DualCodes(torch.autograd.Function):
@@ -58,32 +74,46 @@ class _DualCodes(torch.autograd.Function):
         midpoint: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         v = x / s
-        r = torch.round(v)
-        q = r.clamp(qn, qp)
-        passed = q == r  # where the clamp lets the straight-through gradient pass
-        del r
+        q = torch.round(v).clamp_(qn, qp)
         if lo_bits > 0:
             h, unit, lo = _split(q, lo_bits, midpoint)
         else:
             h, unit, lo = q, 1.0, q.new_empty(0)
-        ctx.save_for_backward(v, passed, h)
-        ctx.unit = unit  # type: ignore[attr-defined]
+        # Where the clamp lets the straight-through gradient pass is a range of v; the
+        # backward reads it from v (hardtanh's backward) instead of a saved bool mask, whose
+        # compare and select are several times slower than a plain elementwise pass.
+        ctx.save_for_backward(v, h)
+        ctx.unit, ctx.qrange = unit, (qn, qp)  # type: ignore[attr-defined]
+        ctx.bounds = _pass_bounds(qn, qp, v.dtype)  # type: ignore[attr-defined]
         ctx.mark_non_differentiable(lo, q)
+        # The codes' gradients are always None: don't let autograd fill two full-size zeros.
+        ctx.set_materialize_grads(False)
         # (h * unit) * s == h * (unit * s) exactly: unit is a power of two.
         return h * (s * unit), lo, q
 
     @staticmethod
     def backward(  # type: ignore[override]
-        ctx: FunctionCtx, g: torch.Tensor, _g_lo: torch.Tensor, _g_q: torch.Tensor
+        ctx: FunctionCtx, g: torch.Tensor | None, _g_lo: object, _g_q: object
     ) -> tuple[torch.Tensor | None, ...]:
-        v, passed, h = ctx.saved_tensors  # type: ignore[attr-defined]
+        if g is None:
+            return None, None, None, None, None, None
+        v, h = ctx.saved_tensors  # type: ignore[attr-defined]
         g = g.contiguous()
-        grad_x = torch.where(passed, g, 0.0)
+        bounds = ctx.bounds  # type: ignore[attr-defined]
+        if bounds is not None:
+            grad_x = torch.ops.aten.hardtanh_backward(g, v, *bounds)
+        else:
+            r = torch.round(v)
+            grad_x = torch.where(r.clamp(*ctx.qrange) == r, g, 0.0)  # type: ignore[attr-defined]
         grad_s = None
         if ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
             # d(hi * s)/ds = hi + s * d(hi)/ds, and d(hi)/ds = -v / s where the codes pass.
             # Cascade sums (not a BLAS dot): a batch split across processes must round alike.
-            grad_s = (g * h).sum() * ctx.unit - (grad_x * v).sum()  # type: ignore[attr-defined]
+            # Both products share one scratch buffer (a fresh one costs page faults).
+            t = torch.mul(g, h)
+            gh = t.sum()
+            gv = torch.mul(grad_x, v, out=t).sum()
+            grad_s = gh * ctx.unit - gv  # type: ignore[attr-defined]
         return grad_x, grad_s, None, None, None, None
 
 
@@ -202,15 +232,17 @@ class _MaskedLowPass(torch.autograd.Function):
         inp, y, s, w, m = ctx.saved_tensors  # type: ignore[attr-defined]
         needs = ctx.needs_input_grad  # type: ignore[attr-defined]
         yb = ctx.blocked(y)  # type: ignore[attr-defined]
-        grad_m = grad_s = grad_w = None
+        grad_m = grad_s = grad_w = t = None
         if needs[2] or needs[4]:
             # The mask's gradient per pixel; the scale's follows from it without another
             # full-size product: sum(g * m * y) == sum(m * sum_channels(g * y)).
-            grad_m = (g * yb).sum(dim=2, keepdim=True)
+            t = torch.mul(g, yb)
+            grad_m = t.sum(dim=2, keepdim=True)
             if needs[2]:
                 grad_s = (grad_m * m).sum() / s
         if needs[3]:
-            gm = (g * m).reshape(y.shape)
+            # g * m into the product's buffer when there is one (a fresh one costs page faults).
+            gm = (g * m if t is None else torch.mul(g, m, out=t)).reshape(y.shape)
             grad_w = ctx.weight_grad(inp, gm, w)  # type: ignore[attr-defined]
         return g, None, grad_s, grad_w, grad_m if needs[4] else None, None, None, None
 
