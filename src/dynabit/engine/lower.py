@@ -322,9 +322,7 @@ def lower(model: nn.Module, input_shape: Sequence[int]) -> IntegerProgram:
     if not any(isinstance(m, QuantLayerMixin) for m in model.modules()):
         raise UnsupportedLayerError("the model has no quantized layers: prepare() and convert()")
     not_wired = [
-        m.layer_name
-        for m in model.modules()
-        if isinstance(m, QuantLayerMixin) and not m.int_wired
+        m.layer_name for m in model.modules() if isinstance(m, QuantLayerMixin) and not m.int_wired
     ]
     if not_wired:
         raise UnsupportedLayerError(

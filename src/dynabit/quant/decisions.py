@@ -109,9 +109,7 @@ class Grid(GridGeometry):
             return self._pad(x, 0.0).sum(dim=(2, 4, 6))
         score = score_for(how)
         cells = self._pad(x, score.pad_value(float("-inf")))
-        return score.soft(
-            cells, (2, 4, 6), lambda: self.valid_counts(x.device).to(x.dtype), torch
-        )
+        return score.soft(cells, (2, 4, 6), lambda: self.valid_counts(x.device).to(x.dtype), torch)
 
     def expand(self, m: torch.Tensor) -> torch.Tensor:
         """Broadcast a ``(N, blocks, gh, gw)`` mask back to ``(N, C, H, W)``."""

@@ -546,8 +546,17 @@ class QuantConv2d(QuantLayerMixin, nn.Conv2d):
                 (grad,) = torch.autograd.grad(self._op(x, wt, None), wt, g)
             return grad
         _, grad, _ = torch.ops.aten.convolution_backward(
-            g, x, w, None, list(self.stride), list(self.padding), list(self.dilation),
-            False, [0, 0], self.groups, [False, True, False],
+            g,
+            x,
+            w,
+            None,
+            list(self.stride),
+            list(self.padding),
+            list(self.dilation),
+            False,
+            [0, 0],
+            self.groups,
+            [False, True, False],
         )
         return grad
 
