@@ -1,23 +1,15 @@
 """The frontier's ``mixed`` method: planned at the dynamic budgets, its config from mixed.json."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "frontier.py"
+from bench_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def frontier():
-    spec = importlib.util.spec_from_file_location("frontier_bench_mixed", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    yield mod
-    sys.modules.pop(spec.name, None)
+    return load_benchmark("frontier")
 
 
 def test_mixed_points_use_the_kept_assignment(frontier, tmp_path: Path) -> None:

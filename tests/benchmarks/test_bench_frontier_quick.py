@@ -1,14 +1,12 @@
 """The frontier benchmark: its full plan, and ``--quick`` end to end on digits."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from bench_scripts import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "frontier.py"
 ARCHS = ("small_cnn", "resnet20", "mobilenet_v2")
 ROW_TYPES = {
     "arch": str,
@@ -23,12 +21,7 @@ ROW_TYPES = {
 
 @pytest.fixture(scope="module")
 def frontier():
-    spec = importlib.util.spec_from_file_location("frontier_bench", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    yield mod
-    sys.modules.pop(spec.name, None)
+    return load_benchmark("frontier")
 
 
 def test_full_plan_covers_the_issue(frontier) -> None:

@@ -1,25 +1,14 @@
 """The iso-area benchmark's comparison step on a small network (the full run takes minutes)."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from bench_scripts import load_benchmark
 
 from dynabit.config.hardware import HardwareConfig
 from dynabit.hardware import network_shapes, synthetic_masks
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "iso_area.py"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("iso_area_bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
-
 
 def test_workload_ratios_are_against_baselines_of_the_same_run() -> None:
-    bench = _bench()
+    bench = load_benchmark("iso_area")
     hw = HardwareConfig(rows=8, cols=8, lanes=8)
     shapes = network_shapes("resnet20", hw=hw)
     masks = synthetic_masks(shapes, 0.25, samples=2)

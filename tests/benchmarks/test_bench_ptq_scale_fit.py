@@ -1,21 +1,16 @@
 """The post-training scale-fit benchmark end to end on a tiny digits FP32 run."""
 
-import importlib.util
 import json
-from pathlib import Path
 
+from bench_scripts import load_benchmark
 from tiny_runs import tiny_cfg
 
 from dynabit.data import load_dataset
 from dynabit.train import evaluate, train
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "ptq_scale_fit.py"
-
 
 def test_every_method_and_switch_is_calibrated_and_measured(tmp_path) -> None:
-    spec = importlib.util.spec_from_file_location("ptq_scale_fit_bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("ptq_scale_fit")
     fp32 = train(tiny_cfg(epochs=1), tmp_path / "fp32")
     out = tmp_path / "ptq.json"
     run = f"small_cnn={tmp_path / 'fp32'}"

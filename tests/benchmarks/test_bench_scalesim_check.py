@@ -1,21 +1,14 @@
 """The SCALE-Sim cross-check's summary from a cache of SCALE-Sim runs (``--partial``: none run)."""
 
-import importlib.util
 import json
 from pathlib import Path
+
+from bench_scripts import load_benchmark
 
 from dynabit.hardware.scalesim import EXAMPLES, ScaleSimConfig, format_topology, read_topology
 from dynabit.hardware.simulator import simulate
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "scalesim_check.py"
 ARGS = ["--networks", "alexnet:3", "--dataflows", "os", "--bandwidths", "50"]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("scalesim_check_bench", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
 
 
 def _cache(root: Path, i: int, layer, conf, total: int, stall: int, cpu: float | None) -> None:
@@ -31,7 +24,7 @@ def _cache(root: Path, i: int, layer, conf, total: int, stall: int, cpu: float |
 
 
 def test_partial_summary_from_the_cache_without_running_scalesim(tmp_path):
-    bench = _bench()
+    bench = load_benchmark("scalesim_check")
     layers = read_topology(EXAMPLES / "alexnet.csv")[:3]
     conf = ScaleSimConfig("alexnet_os_50", 32, 32, 64, 64, 64, "os", 50, True, 50, 50)
     hw = conf.hardware()
@@ -65,7 +58,7 @@ def test_partial_summary_from_the_cache_without_running_scalesim(tmp_path):
 
 
 def test_ledger_keeps_finished_cases_for_a_fresh_checkout(tmp_path):
-    bench = _bench()
+    bench = load_benchmark("scalesim_check")
     layer = read_topology(EXAMPLES / "alexnet.csv")[0]
     conf = ScaleSimConfig("alexnet_os_50", 32, 32, 64, 64, 64, "os", 50, True, 50, 50)
     cache, path = tmp_path / "cache", tmp_path / "ledger.jsonl"

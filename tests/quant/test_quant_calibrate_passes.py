@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import tiny_cnn
 from test_quant_training_free import tiny_lite
+from tiny_models import tiny_cnn
 
 from dynabit.ptq import predict
 from dynabit.quant import calibrate, dynamic_layers, model_stats, prepare, reset_stats

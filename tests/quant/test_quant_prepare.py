@@ -3,8 +3,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_cnn
 from sklearn.datasets import load_digits
+from tiny_models import tiny_cnn
 from torch import nn
 
 from dynabit.config import QuantConfig

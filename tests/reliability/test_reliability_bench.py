@@ -3,15 +3,13 @@ first case of every group gives the documented outcome (the full run: benchmarks
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from bench_scripts import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "reliability.py"
 CLASSES = (
     "run-directory lock (class 1)",
     "integrity (class 2)",
@@ -24,12 +22,7 @@ CLASSES = (
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("reliability_bench", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    yield mod
-    del sys.modules[spec.name]
+    return load_benchmark("reliability")
 
 
 def test_plan_has_every_class_and_enough_cases(bench) -> None:
