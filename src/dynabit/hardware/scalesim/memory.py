@@ -38,9 +38,6 @@ from dynabit.config.hardware import HardwareConfig
 from dynabit.hardware.shapes import LayerShape
 
 ADDR = np.int32  # addresses and set indices: half the memory traffic of int64
-# The dataflows SCALE-Sim 3.0.0 implements; its operand layouts below are written per dataflow
-# (they replay SCALE-Sim's own per-dataflow compute modules), so another dataflow is refused.
-SCALESIM_DATAFLOWS = ("os", "ws", "is")
 
 
 def _diagonals(rows: int, cols: int, d0: int, d1: int) -> np.ndarray:
@@ -195,44 +192,77 @@ class Demands:
 
     Addresses are operand-relative (the ifmap's ``(row * W + col) * C + ch``; the filter's
     ``filter * K + window``, or with ``relabel`` its position in the prefetch order); SCALE-Sim's
-    offsets only keep the operands apart.
+    offsets only keep the operands apart. One subclass per dataflow holds its operand layouts,
+    as SCALE-Sim keeps one compute module per dataflow; :func:`layer_demands` picks it.
     """
 
-    def __init__(
-        self, shape: LayerShape, rows: int, cols: int, dataflow: str, relabel: bool = True
-    ) -> None:
+    dataflow: str
+
+    def __init__(self, shape: LayerShape, rows: int, cols: int, relabel: bool = True) -> None:
         if shape.groups != 1 or shape.dilation != (1, 1) or shape.padding != (0, 0):
             raise ValueError(
                 f"layer {shape.name!r}: the scalesim memory model takes SCALE-Sim layers "
                 "(no padding, groups or dilation; fold padding into the ifmap)"
             )
-        self.shape, self.r, self.c, self.dataflow = shape, rows, cols, dataflow
+        self.shape, self.r, self.c = shape, rows, cols
         self.relabel = relabel  # filter addresses as prefetch positions (same hits, faster)
         self.m, self.k, self.n = shape.pixels, shape.window, shape.out_channels
-        sr, sc, self.t = {
-            "os": (self.m, self.n, self.k),
-            "ws": (self.k, self.n, self.m),
-            "is": (self.k, self.m, self.n),
-        }[dataflow]
-        self.rf, self.cf = -(-sr // rows), -(-sc // cols)
-        self.length = self.t + rows + cols - 2 if dataflow == "os" else 2 * rows + cols + self.t - 2
+        self.sr, self.sc, self.t = self._spatial()
+        self.rf, self.cf = -(-self.sr // rows), -(-self.sc // cols)
+        self.length = self.t + self._fill()
         self.lines = self.rf * self.cf * self.length  # demand lines (= compute cycles + 1)
         self.ifmap_entries = _ifmap_entries(shape)  # addresses in each prefetch order
         self.filter_entries = self.k * self.n
-        r, c, k, rf, cf = rows, cols, self.k, self.rf, self.cf
         # slots of each prefetch matrix, empty ones included (SCALE-Sim's DRAM line count)
-        self.ifmap_slots, self.filter_slots = {
-            "os": (rf * k * r, cf * k * c),
-            "ws": (rf * self.m * r, cf * k * c),
-            "is": (cf * k * c, rf * self.n * r),
-        }[dataflow]
+        self.ifmap_slots, self.filter_slots = self._slots()
+
+    def _spatial(self) -> tuple[int, int, int]:
+        """The dimensions on the array's rows and columns, and the one along time."""
+        raise NotImplementedError
+
+    def _fill(self) -> int:
+        """Lines of a fold besides its time extent (skew in and out)."""
+        raise NotImplementedError
+
+    def _slots(self) -> tuple[int, int]:
+        """Slots of the ifmap and filter prefetch matrices."""
+        raise NotImplementedError
+
+    def _ofmap_key(self, ru: int, cu: int) -> tuple[int, int]:
+        """Folds with the same key write the ofmap in the same pattern."""
+        raise NotImplementedError
+
+    def _ofmap_written(self, ll: np.ndarray, q: np.ndarray, ru: int, cu: int) -> np.ndarray:
+        """Whether column ``q`` writes an ofmap word at line ``ll`` of a fold using ``ru`` rows
+        and ``cu`` columns."""
+        raise NotImplementedError
+
+    @property
+    def ifmap(self) -> OperandDemands:
+        """The ifmap operand's prefetch order and demands."""
+        raise NotImplementedError
+
+    @property
+    def filter(self) -> OperandDemands:
+        """The filter operand's prefetch order and demands."""
+        raise NotImplementedError
 
     @cached_property
     def of_count(self) -> np.ndarray:
-        """Ofmap writes per line."""
-        return _ofmap_counts(
-            self.dataflow, self.m, self.n, self.k, self.r, self.c, self.rf, self.cf, self.length
-        )
+        """Ofmap writes per line: one table per kind of fold."""
+        r, c = self.r, self.c
+        ll = np.arange(self.length)[:, None]
+        q = np.arange(c)[None, :]
+        out = np.empty((self.cf, self.rf, self.length), dtype=np.int64)
+        tables: dict[tuple[int, int], np.ndarray] = {}
+        for j in range(self.cf):
+            for i in range(self.rf):
+                ru, cu = min(r, self.sr - i * r), min(c, self.sc - j * c)
+                key = self._ofmap_key(ru, cu)
+                if key not in tables:
+                    tables[key] = self._ofmap_written(ll, q, ru, cu).sum(axis=1)
+                out[j, i] = tables[key]
+        return out.ravel()
 
     def _folds(self, by: str) -> np.ndarray:
         """Table row of each fold (column folds outer): by row fold, column fold or both."""
@@ -242,70 +272,6 @@ class Demands:
     def _pattern(self, lanes: int, valid) -> tuple[np.ndarray, np.ndarray]:
         """(line, lane) of every demand slot of one fold, line-major, where ``valid(l, lane)``."""
         return np.nonzero(valid(np.arange(self.length)[:, None], np.arange(lanes)[None, :]))
-
-    @cached_property
-    def ifmap(self) -> OperandDemands:
-        """The ifmap operand's prefetch order and demands."""
-        r, c, m, k, rf, cf = self.r, self.c, self.m, self.k, self.rf, self.cf
-        df = self.dataflow
-        if df == "os":  # pixels on rows: fold i reads pixels i*r.., window along time
-            mat = _ifmap_matrix(self.shape, rf * r).reshape(rf, r, k)  # [i, lane, tap]
-            pf = antidiagonal(mat.transpose(0, 2, 1).reshape(rf * k, r))
-            ln, q = self._pattern(r, lambda l, q: (l - q >= 0) & (l - q < k))
-            return OperandDemands(pf, _take(mat, q * k + ln - q), self._folds("i"), ln, self.length)
-        if df == "ws":  # window on rows, pixels along time
-            mat = _ifmap_matrix(self.shape, m, rf * r).reshape(m, rf, r)  # [pixel, i, lane]
-            pf = antidiagonal(mat.transpose(1, 0, 2).reshape(rf * m, r))
-            ln, q = self._pattern(r, lambda l, q: (l - q - r >= 0) & (l - q - r < m))
-            table = _take(mat.transpose(1, 0, 2), (ln - q - r) * r + q)
-            return OperandDemands(pf, table, self._folds("i"), ln, self.length)
-        # is: window on rows (loaded first, bottom row first), pixels on columns
-        mat = _ifmap_matrix(self.shape, cf * c, rf * r).reshape(cf, c, rf, r)  # [j, lane, i, row]
-        pf = mat.reshape(cf, c, rf * r)[:, :, :k].transpose(0, 2, 1).ravel()
-        ln, q = self._pattern(c, lambda l, q: (l < r) & (q >= 0))
-        table = _take(mat.transpose(0, 2, 1, 3).reshape(cf * rf, c * r), q * r + r - 1 - ln)
-        return OperandDemands(pf, table, self._folds("ij"), ln, self.length)
-
-    @cached_property
-    def filter(self) -> OperandDemands:
-        """The filter operand's prefetch order and demands."""
-        r, c, n, k, rf, cf = self.r, self.c, self.n, self.k, self.rf, self.cf
-        df, rank = self.dataflow, self.relabel
-        if df == "os":  # filters on columns, window along time
-            if rank:  # [j, tap, lane] stacked; prefetched by anti-diagonals
-                ok = np.arange(cf)[:, None, None] * c + np.arange(c)[None, None, :] < n
-                ok = np.broadcast_to(ok, (cf, k, c)).reshape(cf * k, c)
-                st = antidiagonal_put(cf * k, c, self._rank_order(ok, True))
-            else:
-                st = _filter_matrix(k, n, k, cf * c).reshape(k, cf, c).transpose(1, 0, 2)
-                st = st.reshape(cf * k, c)
-            mat = st.reshape(cf, k, c)
-            ln, q = self._pattern(c, lambda l, q: (l - q >= 0) & (l - q < k))
-            return self._operand(st, True, _take(mat, (ln - q) * c + q), "j", ln)
-        if df == "ws":  # weights loaded bottom row first, then held
-            if rank:  # [j, tap, lane], prefetched row by row
-                ok = np.arange(cf)[:, None, None] * c + np.arange(c)[None, None, :] < n
-                ok = np.broadcast_to(ok, (cf, k, c))
-                st = self._rank_order(ok.reshape(-1, c), False).reshape(cf, k, c)
-                mat = np.full((rf * r, cf * c), -1, dtype=ADDR)
-                mat[:k] = st.transpose(1, 0, 2).reshape(k, cf * c)
-            else:
-                mat = _filter_matrix(k, n, rf * r, cf * c)
-                st = mat[:k].reshape(k, cf, c).transpose(1, 0, 2)
-            ln, q = self._pattern(c, lambda l, q: (l < r) & (q >= 0))
-            folds = mat.reshape(rf, r, cf, c).transpose(2, 0, 1, 3).reshape(cf * rf, r, c)
-            return self._operand(st, False, _take(folds, (r - 1 - ln) * c + q), "ij", ln)
-        # is: window on rows, filters along time
-        if rank:  # [i, filter, lane] stacked; prefetched by anti-diagonals
-            ok = np.arange(rf)[:, None, None] * r + np.arange(r)[None, None, :] < k
-            ok = np.broadcast_to(ok, (rf, n, r)).reshape(rf * n, r)
-            st = antidiagonal_put(rf * n, r, self._rank_order(ok, True))
-        else:
-            st = _filter_matrix(k, n, rf * r, n).reshape(rf, r, n).transpose(0, 2, 1)
-            st = st.reshape(rf * n, r)
-        mat = st.reshape(rf, n, r).transpose(0, 2, 1)  # [i, lane, filter]
-        ln, q = self._pattern(r, lambda l, q: (l - q - r >= 0) & (l - q - r < n))
-        return self._operand(st, True, _take(mat, q * n + ln - q - r), "i", ln)
 
     def _rank_order(self, ok: np.ndarray, diagonal: bool) -> np.ndarray:
         """Prefetch positions in prefetch order (-1 on empty slots) of a stack whose slots
@@ -324,37 +290,153 @@ class Demands:
         return OperandDemands(pf, table, self._folds(by), ln, self.length, self.relabel)
 
 
+class OutputStationaryDemands(Demands):
+    """Pixels on rows, filters on columns, the window streamed along time."""
+
+    dataflow = "os"
+
+    def _spatial(self) -> tuple[int, int, int]:
+        return self.m, self.n, self.k
+
+    def _fill(self) -> int:
+        return self.r + self.c - 2
+
+    def _slots(self) -> tuple[int, int]:
+        return self.rf * self.k * self.r, self.cf * self.k * self.c
+
+    def _ofmap_key(self, ru: int, cu: int) -> tuple[int, int]:
+        return ru, cu
+
+    def _ofmap_written(self, ll: np.ndarray, q: np.ndarray, ru: int, cu: int) -> np.ndarray:
+        rr = ll - q - (self.k - 1)
+        return (rr >= 0) & (rr < self.r) & (self.r - 1 - rr < ru) & (q < cu)
+
+    @cached_property
+    def ifmap(self) -> OperandDemands:
+        r, k, rf = self.r, self.k, self.rf
+        # fold i reads pixels i*r.., the window along time
+        mat = _ifmap_matrix(self.shape, rf * r).reshape(rf, r, k)  # [i, lane, tap]
+        pf = antidiagonal(mat.transpose(0, 2, 1).reshape(rf * k, r))
+        ln, q = self._pattern(r, lambda l, q: (l - q >= 0) & (l - q < k))
+        return OperandDemands(pf, _take(mat, q * k + ln - q), self._folds("i"), ln, self.length)
+
+    @cached_property
+    def filter(self) -> OperandDemands:
+        c, n, k, cf = self.c, self.n, self.k, self.cf
+        if self.relabel:  # [j, tap, lane] stacked; prefetched by anti-diagonals
+            ok = np.arange(cf)[:, None, None] * c + np.arange(c)[None, None, :] < n
+            ok = np.broadcast_to(ok, (cf, k, c)).reshape(cf * k, c)
+            st = antidiagonal_put(cf * k, c, self._rank_order(ok, True))
+        else:
+            st = _filter_matrix(k, n, k, cf * c).reshape(k, cf, c).transpose(1, 0, 2)
+            st = st.reshape(cf * k, c)
+        mat = st.reshape(cf, k, c)
+        ln, q = self._pattern(c, lambda l, q: (l - q >= 0) & (l - q < k))
+        return self._operand(st, True, _take(mat, (ln - q) * c + q), "j", ln)
+
+
+class _StationaryDemands(Demands):
+    """One operand loaded into the array first (bottom row first), then held while the other
+    streams along time; the ofmap leaves after the load and the skew."""
+
+    def _fill(self) -> int:
+        return 2 * self.r + self.c - 2
+
+    def _ofmap_key(self, ru: int, cu: int) -> tuple[int, int]:
+        return 0, cu
+
+    def _ofmap_written(self, ll: np.ndarray, q: np.ndarray, ru: int, cu: int) -> np.ndarray:
+        tt = ll - q - (2 * self.r - 1)
+        return (tt >= 0) & (tt < self.t) & (q < cu)
+
+
+class WeightStationaryDemands(_StationaryDemands):
+    """The window on rows, filters on columns, pixels streamed along time."""
+
+    dataflow = "ws"
+
+    def _spatial(self) -> tuple[int, int, int]:
+        return self.k, self.n, self.m
+
+    def _slots(self) -> tuple[int, int]:
+        return self.rf * self.m * self.r, self.cf * self.k * self.c
+
+    @cached_property
+    def ifmap(self) -> OperandDemands:
+        r, m, rf = self.r, self.m, self.rf
+        mat = _ifmap_matrix(self.shape, m, rf * r).reshape(m, rf, r)  # [pixel, i, lane]
+        pf = antidiagonal(mat.transpose(1, 0, 2).reshape(rf * m, r))
+        ln, q = self._pattern(r, lambda l, q: (l - q - r >= 0) & (l - q - r < m))
+        table = _take(mat.transpose(1, 0, 2), (ln - q - r) * r + q)
+        return OperandDemands(pf, table, self._folds("i"), ln, self.length)
+
+    @cached_property
+    def filter(self) -> OperandDemands:
+        r, c, n, k, rf, cf = self.r, self.c, self.n, self.k, self.rf, self.cf
+        if self.relabel:  # [j, tap, lane], prefetched row by row
+            ok = np.arange(cf)[:, None, None] * c + np.arange(c)[None, None, :] < n
+            ok = np.broadcast_to(ok, (cf, k, c))
+            st = self._rank_order(ok.reshape(-1, c), False).reshape(cf, k, c)
+            mat = np.full((rf * r, cf * c), -1, dtype=ADDR)
+            mat[:k] = st.transpose(1, 0, 2).reshape(k, cf * c)
+        else:
+            mat = _filter_matrix(k, n, rf * r, cf * c)
+            st = mat[:k].reshape(k, cf, c).transpose(1, 0, 2)
+        ln, q = self._pattern(c, lambda l, q: (l < r) & (q >= 0))
+        folds = mat.reshape(rf, r, cf, c).transpose(2, 0, 1, 3).reshape(cf * rf, r, c)
+        return self._operand(st, False, _take(folds, (r - 1 - ln) * c + q), "ij", ln)
+
+
+class InputStationaryDemands(_StationaryDemands):
+    """The window on rows, pixels on columns, filters streamed along time."""
+
+    dataflow = "is"
+
+    def _spatial(self) -> tuple[int, int, int]:
+        return self.k, self.m, self.n
+
+    def _slots(self) -> tuple[int, int]:
+        return self.cf * self.k * self.c, self.rf * self.n * self.r
+
+    @cached_property
+    def ifmap(self) -> OperandDemands:
+        r, c, k, rf, cf = self.r, self.c, self.k, self.rf, self.cf
+        mat = _ifmap_matrix(self.shape, cf * c, rf * r).reshape(cf, c, rf, r)  # [j, lane, i, row]
+        pf = mat.reshape(cf, c, rf * r)[:, :, :k].transpose(0, 2, 1).ravel()
+        ln, q = self._pattern(c, lambda l, q: (l < r) & (q >= 0))
+        table = _take(mat.transpose(0, 2, 1, 3).reshape(cf * rf, c * r), q * r + r - 1 - ln)
+        return OperandDemands(pf, table, self._folds("ij"), ln, self.length)
+
+    @cached_property
+    def filter(self) -> OperandDemands:
+        r, n, k, rf = self.r, self.n, self.k, self.rf
+        if self.relabel:  # [i, filter, lane] stacked; prefetched by anti-diagonals
+            ok = np.arange(rf)[:, None, None] * r + np.arange(r)[None, None, :] < k
+            ok = np.broadcast_to(ok, (rf, n, r)).reshape(rf * n, r)
+            st = antidiagonal_put(rf * n, r, self._rank_order(ok, True))
+        else:
+            st = _filter_matrix(k, n, rf * r, n).reshape(rf, r, n).transpose(0, 2, 1)
+            st = st.reshape(rf * n, r)
+        mat = st.reshape(rf, n, r).transpose(0, 2, 1)  # [i, lane, filter]
+        ln, q = self._pattern(r, lambda l, q: (l - q - r >= 0) & (l - q - r < n))
+        return self._operand(st, True, _take(mat, q * n + ln - q - r), "i", ln)
+
+
+# The dataflows SCALE-Sim 3.0.0 implements, each replaying its compute module; another dataflow
+# is refused.
+DEMANDS: dict[str, type[Demands]] = {
+    d.dataflow: d
+    for d in (OutputStationaryDemands, WeightStationaryDemands, InputStationaryDemands)
+}
+SCALESIM_DATAFLOWS = tuple(DEMANDS)
+
+
 def layer_demands(
     shape: LayerShape, rows: int, cols: int, dataflow: str, relabel: bool = True
 ) -> Demands:
     """Demands and prefetch orders of a dense, unpadded, ungrouped conv layer on ``rows x cols``
     (``relabel``: filter addresses as prefetch positions; the hits are the same either way)."""
-    return Demands(shape, rows, cols, dataflow, relabel)
-
-
-def _ofmap_counts(
-    dataflow: str, m: int, n: int, k: int, r: int, c: int, rf: int, cf: int, length: int
-) -> np.ndarray:
-    """Ofmap writes per line: one table per (rows used, columns used) kind of fold."""
-    sr, sc = {"os": (m, n), "ws": (k, n), "is": (k, m)}[dataflow]
-    ll = np.arange(length)[:, None]
-    q = np.arange(c)[None, :]
-    out = np.empty((cf, rf, length), dtype=np.int64)
-    tables: dict[tuple[int, int], np.ndarray] = {}
-    for j in range(cf):
-        for i in range(rf):
-            ru, cu = min(r, sr - i * r), min(c, sc - j * c)
-            key = (ru, cu) if dataflow == "os" else (0, cu)
-            if key not in tables:
-                if dataflow == "os":
-                    rr = ll - q - (k - 1)
-                    ok = (rr >= 0) & (rr < r) & (r - 1 - rr < ru) & (q < cu)
-                else:
-                    tt = ll - q - (2 * r - 1)
-                    ok = (tt >= 0) & (tt < (m if dataflow == "ws" else n)) & (q < cu)
-                tables[key] = ok.sum(axis=1)
-            out[j, i] = tables[key]
-    return out.ravel()
+    return DEMANDS[dataflow](shape, rows, cols, relabel)
 
 
 @dataclass(frozen=True)
