@@ -51,7 +51,7 @@ def test_dual_high_pass_decides_and_low_pass_continues_the_same_accumulator(act_
     hi_sum = int((q_hi * w).sum())
     for thr in (hi_sum - 1, hi_sum):
         only_hi = run_window(p, q, w, thr=thr, refine=False)
-        assert only_hi["acc"] == hi_sum  # ratio 0: the high pass alone, not shifted
+        assert only_hi["acc"] == hi_sum << p.shift  # ratio 0: the high pass alone, aligned
         assert only_hi["flag"] == int(hi_sum > thr)
         assert only_hi["cycles"] == pe_cycles(p, 10)
         both = run_window(p, q, w, thr=thr, refine=True)
@@ -73,7 +73,10 @@ def test_worst_case_window_fits_the_derived_width() -> None:
 def test_widths_follow_the_formula() -> None:
     p = LaneParams(8, "dual", k_max=4608)
     assert p.width == (4608 * 255 * 128).bit_length() + 1 == 29
-    assert p.cmp_bits == (4608 * 15 * 128).bit_length() + 1 == 25
+    assert p.cmp_bits == (4608 * 15 * 128).bit_length() + 1 == 25 == p.thr_shape.width
+    assert p.tree_bits == (8 * 15 * 128).bit_length() + 1 == 15
+    assert LaneParams(8, "int8", k_max=4608).tree_bits == (8 * 255 * 128).bit_length() + 1
+    assert LaneParams(4, "bitserial", k_max=4608).tree_bits == (4 * 1 * 128).bit_length() + 1
     assert LaneParams(8, "int4", k_max=4608).width == 25
 
 
