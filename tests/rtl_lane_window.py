@@ -34,10 +34,11 @@ def run_window(
                 ctx.set(dut.a_in, chunks[j][s * n : (s + 1) * n])
                 ctx.set(dut.w_in, [int(x) for x in wp[s * n : (s + 1) * n]])
                 ctl = {"valid": 1, "restart": int(j == 0 and s == 0)}
-                if len(p.planes) > 1:
-                    ctl["shift"] = int(j > 0 and s == 0)
                 if p.design == "dual":
+                    ctl["low"] = int(j > 0)
                     ctl["cmp"] = int(j == 0 and s == steps - 1)
+                elif len(p.planes) > 1:
+                    ctl["shift"] = int(j > 0 and s == 0)
                 ctx.set(dut.ctl_in, ctl)
                 await ctx.tick()
                 out["cycles"] += 1

@@ -55,7 +55,8 @@ def test_planes_rebuild_the_code_and_fit_the_operand(split, act_signed) -> None:
 
 @pytest.mark.parametrize("act_signed", [False, True])
 def test_pe_high_pass_is_the_midpoint_sum_and_low_pass_finishes_q(act_signed) -> None:
-    """Ratio 0: the unshifted high sum ``sum w h'``; ratio 1: ``sum w q`` in one accumulator."""
+    """Ratio 0: the high sum ``sum w h'`` (aligned by the shift); ratio 1: ``sum w q`` in one
+    accumulator."""
     p = LaneParams(4, "dual", k_max=11, act_signed=act_signed, midpoint=True)
     rng = np.random.default_rng(2)
     lo, hi = (-128, 128) if act_signed else (0, 256)
@@ -65,7 +66,7 @@ def test_pe_high_pass_is_the_midpoint_sum_and_low_pass_finishes_q(act_signed) ->
     hi_sum = int(h @ w)
     for thr in (hi_sum - 1, hi_sum):
         only_hi = run_window(p, q, w, thr=thr, refine=False)
-        assert only_hi["acc"] == hi_sum
+        assert only_hi["acc"] == hi_sum << p.shift
         assert only_hi["flag"] == int(hi_sum > thr)
         both = run_window(p, q, w, thr=thr, refine=True)["acc"]
         assert both == int(q @ w) + p.low_offset * int(w.sum())  # the drain removes the offset

@@ -7,6 +7,7 @@ import pytest
 from rtl_lane_window import run_window
 
 from dynabit.rtl.lanes import LaneParams, pe_cycles, sum_bits
+from dynabit.rtl.synth import verilog_text
 
 
 def _codes(rng, p: LaneParams, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +52,7 @@ def test_dual_high_pass_decides_and_low_pass_continues_the_same_accumulator(act_
     hi_sum = int((q_hi * w).sum())
     for thr in (hi_sum - 1, hi_sum):
         only_hi = run_window(p, q, w, thr=thr, refine=False)
-        assert only_hi["acc"] == hi_sum  # ratio 0: the high pass alone, not shifted
+        assert only_hi["acc"] == hi_sum << p.shift  # ratio 0: the high pass alone, aligned
         assert only_hi["flag"] == int(hi_sum > thr)
         assert only_hi["cycles"] == pe_cycles(p, 10)
         both = run_window(p, q, w, thr=thr, refine=True)
@@ -70,10 +71,42 @@ def test_worst_case_window_fits_the_derived_width() -> None:
     assert sum_bits(k, 8, 8, False) - 1 < (k * 255 * 128).bit_length() + 1
 
 
+@pytest.mark.parametrize("act_signed", [False, True])
+def test_threshold_register_range_covers_the_extreme_high_sums(act_signed) -> None:
+    """The threshold is as wide as the compared sum: its most negative value is below every
+    high sum and its largest is not exceeded by any (the host clamps into this range)."""
+    k = 37
+    p = LaneParams(8, "dual", k_max=k, act_signed=act_signed)
+    c = p.thr_shape.width
+    assert c == p.cmp_bits
+    q_top = -128 if act_signed else 255  # the largest high chunk magnitude
+    for w_val in (-128, 127):
+        q, w = np.full(k, q_top), np.full(k, w_val)
+        hi = p.plane_chunks(q_top)[0] * w_val * k
+        assert abs(hi) <= k * (8 if act_signed else 15) * 128 < 1 << (c - 1)
+        assert run_window(p, q, w, thr=-(1 << (c - 1)), refine=False)["flag"] == 1
+        assert run_window(p, q, w, thr=(1 << (c - 1)) - 1, refine=False)["flag"] == 0
+        assert run_window(p, q, w, thr=hi, refine=False)["flag"] == 0
+        assert run_window(p, q, w, thr=hi - 1, refine=False)["flag"] == 1
+
+
+@pytest.mark.parametrize("design", ["dual", "int8", "int4", "bitserial"])
+def test_every_design_keeps_its_adder_tree_apart_at_the_formula_width(design) -> None:
+    """The same tree style in every design: a kept ``tree_bits``-wide sum ahead of the
+    accumulator adder (so synthesis does not merge the accumulator into the tree)."""
+    p = LaneParams(8, design, k_max=4608)
+    lines = verilog_text(p).splitlines()
+    at = lines.index(f"  wire [{p.tree_bits - 1}:0] tree;")
+    assert lines[at - 1].strip().startswith("(* keep")
+
+
 def test_widths_follow_the_formula() -> None:
     p = LaneParams(8, "dual", k_max=4608)
     assert p.width == (4608 * 255 * 128).bit_length() + 1 == 29
-    assert p.cmp_bits == (4608 * 15 * 128).bit_length() + 1 == 25
+    assert p.cmp_bits == (4608 * 15 * 128).bit_length() + 1 == 25 == p.thr_shape.width
+    assert p.tree_bits == (8 * 15 * 128).bit_length() + 1 == 15
+    assert LaneParams(8, "int8", k_max=4608).tree_bits == (8 * 255 * 128).bit_length() + 1
+    assert LaneParams(4, "bitserial", k_max=4608).tree_bits == (4 * 1 * 128).bit_length() + 1
     assert LaneParams(8, "int4", k_max=4608).width == 25
 
 

@@ -18,14 +18,16 @@ Area (transistors, Yosys' CMOS estimate) has three levels: the **PE array** (``R
 the area table ``dynabit/configs/pe_area.json``); the **core** (PE array + a capture register
 per PE for the drain, ``acc_bits`` flip-flops with enable, in every design + the dual
 design's decision logic: an AND/OR tree over the ``R * C`` flags, the per-column threshold
-registers and the element-0 latch of ``(R + C) * N`` operands); and the **tile** (core + the
+registers, as wide as the compared high-pass sum, and the element-0 latch of ``C * N`` weights
+and ``R * N`` low-plane operands, 4 bits each); and the **tile** (core + the
 buffers as 6-transistor SRAM bits, equal across designs). Registers and gates outside the
 table are counted with the synthesis flow's CMOS constants (:mod:`dynabit.rtl.synth`:
 16 transistors a flip-flop, 12 its enable, 6 a 2-input AND/OR).
 
 ``dual_midpoint`` is the dual design with the mid-point offset (:mod:`dynabit.rtl.lanes`):
-its own PE row, a comparator and threshold one bit wider, a refined-bias register per column
-at the drain and the plane logic at the tile's edge (``B_hi + 2`` gates per row lane); its lane
+its own PE row, a comparator and threshold one bit wider, a latched low operand one bit wider
+(the residual), a refined-bias register per column at the drain and the plane logic at the
+tile's edge (``B_hi + 2`` gates per row lane); its lane
 MAC energy is the 4x8 entry's multiply scaled by 5/4 (one partial-product row more).
 
 Energy per inference is the cycle model's (compute with the lane MAC of the energy table,
@@ -119,8 +121,9 @@ def area(d: Design, hw: HardwareConfig, table: Mapping[str, Any] | None = None) 
     if d.design in DYNAMIC:
         mid = d.design == "dual_midpoint"
         cmp_bits = int(row["acc_bits"]) - 4 + mid  # the high-pass sum: 4 (3) bits narrower
-        latch_bits = (hw.rows * 8 + hw.cols * hw.weight_bits) * d.lanes + hw.rows
-        decision = 2 * pes * GATE2 + (hw.cols * (cmp_bits + 1) + latch_bits) * (DFF + ENABLE)
+        low_bits = 4 + mid  # a latched low-plane operand (the mid-point residual: 5 bits)
+        latch_bits = (hw.rows * low_bits + hw.cols * hw.weight_bits) * d.lanes + hw.rows
+        decision = 2 * pes * GATE2 + (hw.cols * cmp_bits + latch_bits) * (DFF + ENABLE)
         if mid:  # refined-bias register per column; nz, h' and r per row lane at the edge
             decision += hw.cols * int(row["acc_bits"]) * (DFF + ENABLE)
             decision += hw.rows * d.lanes * (4 + 2) * GATE2

@@ -92,9 +92,10 @@ def lane_block_constants(p: LaneTileParams, job: LayerJob, b: int) -> dict[str, 
     """Block word of ``b``: the two-bank tile's exact rewrites, thresholds on the unshifted sum.
 
     ``(h << s) > t  <=>  h > floor(t / 2**s)`` for an integer high sum ``h`` and the PE's
-    shift ``s`` (``B_lo``, or ``B_lo - 1`` with the mid-point offset); the result
-    is clamped to the comparator's range (``[-2**(c-1) - 1, 2**(c-1) - 1]`` for a ``c``-bit
-    sum), which keeps every comparison's outcome.
+    shift ``s`` (``B_lo``, or ``B_lo - 1`` with the mid-point offset); the result is clamped
+    to the ``c``-bit threshold register's range ``[-2**(c-1), 2**(c-1) - 1]`` (``c`` the
+    compared sum's width), which keeps every comparison's outcome: ``|h|`` is at most
+    ``K * h_max * 2**(W-1) < 2**(c-1)``, so ``h`` never equals ``-2**(c-1)``.
     """
     if not p.dynamic:
         chans = range(b * p.cols, (b + 1) * p.cols)
@@ -103,7 +104,7 @@ def lane_block_constants(p: LaneTileParams, job: LayerJob, b: int) -> dict[str, 
     if p.score == "max":
         cmax = (1 << (p.pe.cmp_bits - 1)) - 1
         s = p.pe.shift
-        out["thr"] = [max(-cmax - 2, min(cmax, t >> s)) for t in out["thr"]]
+        out["thr"] = [max(-cmax - 1, min(cmax, t >> s)) for t in out["thr"]]
     if p.pe.low_offset:  # the unsigned mid-point low plane adds low_offset * sum_k w_k
         chans = range(b * p.cols, (b + 1) * p.cols)
         off = p.pe.low_offset

@@ -55,7 +55,7 @@ class LaneScheduler(wiring.Component):
     ``f_restart``, ``f_shift``, ``f_cmp``, ``f_plane`` (plane index), ``f_latch`` (take the
     operands from the element-0 latch), ``f_snap``; ``new_tile`` (a tile's first high
     element: load its block parameters, valid rows and the latch); ``snap_shift`` (the
-    snapped tile was not refined: the drain shifts it by ``B_lo``); drain ``out_*``.
+    snapped tile was not refined: the mid-point drain adds its plain bias); drain ``out_*``.
     """
 
     def __init__(self, p: LaneTileParams) -> None:

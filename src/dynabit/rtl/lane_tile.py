@@ -14,12 +14,13 @@ later, no back-pressure), with one activation buffer for every design:
 
 Each PE has one accumulator; a capture register per PE takes it when the ``snap`` token
 passes (skewed like the operands), and the drain reads the captured rows through a row
-multiplexer, shifting an unrefined dual tile's high-pass sum left by ``B_lo`` on the way out.
+multiplexer (a dual PE keeps its high-pass sum aligned by ``B_lo`` already, so an unrefined
+tile drains without a shift).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 
 from dynabit.rtl.decision import DecisionUnit
@@ -71,46 +72,56 @@ class LaneTile(wiring.Component):
             m.d.comb += getattr(self, name).eq(getattr(sch, name))
 
         # Block parameters, valid rows and the element-0 latch, loaded with a tile's first
-        # high element.
+        # high element. The latch keeps the weights and, of the activations, only the low
+        # plane's operands: it feeds a refined tile's low element 0 and nothing else.
         cfg = Signal(lane_param_layout(p), name="cfg_cur", reset_less=True)
-        a_lay = lane_act_layout(p)
-        latch_a = Signal(a_lay.members["lanes"], name="latch_act", reset_less=True)
         latch_w = Signal(lane_weight_layout(p), name="latch_w", reset_less=True)
         with m.If(sch.new_tile):
-            m.d.sync += [
-                cfg.eq(self.prm_rd_data),
-                latch_a.eq(self.act_rd_data.lanes),
-                latch_w.eq(self.w_rd_data),
-            ]
+            m.d.sync += [cfg.eq(self.prm_rd_data), latch_w.eq(self.w_rd_data)]
 
-        # Operands of element t: whole codes from the port or the latch, then the plane's bits.
-        codes = Mux(sch.f_latch, latch_a.as_value(), self.act_rd_data.lanes.as_value())
-        codes = data.View(a_lay.members["lanes"], codes)
+        # Operands of element t: the plane's bits of the port's whole codes, or the latch.
+        codes = self.act_rd_data.lanes
         fw = data.View(
             lane_weight_layout(p),
             Mux(sch.f_latch, latch_w.as_value(), self.w_rd_data.as_value()),
         )
         fv = Signal(data.ArrayLayout(data.ArrayLayout(pe_p.act_shape, n), rows), name="fv")
+        latch_lo = None
+        if p.dynamic:
+            lo_shape = pe_p.act_shape if pe_p.midpoint else unsigned(pe_p.lo_bits)
+            latch_lo = Signal(
+                data.ArrayLayout(data.ArrayLayout(lo_shape, n), rows),
+                name="latch_lo",
+                reset_less=True,
+            )
         offsets = _plane_offsets(pe_p.planes)
         for r in range(rows):
             for i in range(n):
                 q = Value.cast(codes[r][i])
+                val = Signal(pe_p.act_shape, name=f"plane_r{r}_l{i}")
                 if pe_p.midpoint:
-                    _midpoint_planes(m, pe_p, q, sch.f_plane, fv[r][i])
+                    low = _midpoint_planes(m, pe_p, q, sch.f_plane, val)
+                else:
+                    low = q[: pe_p.planes[-1]]
+                    with m.Switch(sch.f_plane):
+                        for j, (width, off) in enumerate(zip(pe_p.planes, offsets, strict=True)):
+                            with m.Case(j):
+                                bits = q[off : off + width]
+                                top = j == 0 and pe_p.act_signed
+                                m.d.comb += val.eq(bits.as_signed() if top else bits)
+                if latch_lo is None:
+                    m.d.comb += fv[r][i].eq(val)
                     continue
-                with m.Switch(sch.f_plane):
-                    for j, (width, off) in enumerate(zip(pe_p.planes, offsets, strict=True)):
-                        with m.Case(j):
-                            bits = q[off : off + width]
-                            top = j == 0 and pe_p.act_signed
-                            m.d.comb += fv[r][i].eq(bits.as_signed() if top else bits)
+                with m.If(sch.new_tile):
+                    m.d.sync += latch_lo[r][i].eq(low)
+                m.d.comb += fv[r][i].eq(Mux(sch.f_latch, latch_lo[r][i], val))
 
         ctl = Signal(lane_ctl_layout(pe_p), name="fctl")
         m.d.comb += [ctl.valid.eq(sch.f_valid), ctl.restart.eq(sch.f_restart)]
-        if len(pe_p.planes) > 1:
-            m.d.comb += ctl.shift.eq(sch.f_shift)
         if p.dynamic:
-            m.d.comb += ctl.cmp.eq(sch.f_cmp)
+            m.d.comb += [ctl.low.eq(sch.f_plane != 0), ctl.cmp.eq(sch.f_cmp)]
+        elif len(pe_p.planes) > 1:
+            m.d.comb += ctl.shift.eq(sch.f_shift)
 
         # Skew: control and activations delayed r cycles per row, weights c per column, the
         # snap r + c per PE; the PEs forward all three (registered) to their neighbours.
@@ -143,7 +154,7 @@ class LaneTile(wiring.Component):
                 row_caps.append(cap)
             caps.append(row_caps)
 
-        # Drain: the captured row, shifted when the tile was not refined, plus the bias.
+        # Drain: the captured row plus the bias (the refined one with the mid-point offset).
         bias = Signal(
             data.ArrayLayout(signed(p.out_bits), cols), name="drain_bias", reset_less=True
         )
@@ -160,9 +171,8 @@ class LaneTile(wiring.Component):
                 for r in range(rows):
                     with m.Case(r):
                         m.d.comb += row.eq(caps[r][c])
-            val = Mux(sch.out_shift, row << pe_p.shift, row) if p.dynamic else row
             b = bias[c] if bias_lo is None else Mux(sch.out_shift, bias[c], bias_lo[c])
-            m.d.comb += self.out_data[c].eq(val + b)
+            m.d.comb += self.out_data[c].eq(row + b)
         if not p.dynamic:
             return m
 
@@ -188,15 +198,15 @@ class LaneTile(wiring.Component):
             m.d.comb += [dec.mult.eq(cfg.mult), dec.x.eq(cfg.x)]
             for r in range(rows):
                 for c in range(cols):
-                    # the PE holds the unshifted high sum; the host constants expect it shifted
-                    m.d.comb += dec.accs[r * cols + c].eq(self.pes[r][c].acc << pe_p.shift)
+                    # the PE holds the high sum aligned by the shift, as the host expects
+                    m.d.comb += dec.accs[r * cols + c].eq(self.pes[r][c].acc)
         return m
 
 
-def _midpoint_planes(m: Module, pe: LaneParams, q: Value, plane: Value, out: Value) -> None:
+def _midpoint_planes(m: Module, pe: LaneParams, q: Value, plane: Value, out: Value) -> Value:
     """One lane's mid-point operands (module doc of :mod:`dynabit.rtl.lanes`): plane 0 is
     ``h' = 2 q_hi + nz``, plane 1 the residual ``r`` (signed codes) or ``r + 2^(B_lo-1)``
-    (unsigned), with ``nz = [q_hi != 0]``."""
+    (unsigned), with ``nz = [q_hi != 0]``; returns the plane-1 operand."""
     lo = pe.lo_bits
     q_hi, q_lo = q[lo:], q[:lo]
     nz = q_hi.any()
@@ -208,6 +218,7 @@ def _midpoint_planes(m: Module, pe: LaneParams, q: Value, plane: Value, out: Val
         h, z = Cat(nz, q_hi), ~nz
         r = Cat(q_lo[: lo - 1], top ^ z, top & z)
     m.d.comb += out.eq(Mux(plane == 0, h, r))
+    return r
 
 
 def _plane_offsets(planes: tuple[int, ...]) -> list[int]:

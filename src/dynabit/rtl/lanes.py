@@ -3,18 +3,25 @@
 One PE owns one output position, like :class:`~dynabit.rtl.pe.PE`, but each valid cycle it
 takes ``N`` activation chunks (``N`` input channels of the streamed dimension ``K``) and ``N``
 weights, multiplies them lane by lane, sums the ``N`` products with a balanced adder tree and
-adds the sum to a single accumulator. Every design streams its activation code as one or more
-*planes*, most significant first; the first element of every plane but the first shifts the
-accumulator left by the width of the plane that follows (``acc <- (acc << s) + tree``), so the
-finished accumulator holds ``sum_k w_k * q_k`` for the whole code ``q``:
+adds the sum to a single accumulator. The tree is a unit of its own (its sum is a kept
+``tree_bits``-wide signal, the module doc's formula), as in the published dot-product cells:
+the accumulator adder takes the tree's sum, it is not merged into the tree's carry-save
+reduction (where every product would be sign-extended to the accumulator's width).
+Every design streams its activation code as one or more *planes*, most significant first, so
+the finished accumulator holds ``sum_k w_k * q_k`` for the whole code ``q``:
 
 - ``dual``: planes ``q_hi`` (``B_hi`` bits) and, for a refined tile only, ``q_lo`` (``B_lo``
-  bits, shift ``B_lo``). The decision reads the high-pass sum *before* the shift, so the
-  comparator is as wide as the high-pass sum, not the full accumulator: the ``B_lo`` always-zero
-  low bits of ``(sum w q_hi) << B_lo`` are never compared;
+  bits). The shift by ``B_lo`` is folded into the tree's output: a high-plane element adds
+  ``tree << B_lo``, a low-plane element ``tree`` (a ``tree_bits``-wide multiplexer, where a
+  shift of the accumulator would be an ``acc_bits``-wide one), so the high pass leaves
+  ``(sum w q_hi) << B_lo`` in the accumulator and a refined tile simply continues it; the drain
+  needs no shift. The comparator reads the high-pass sum above the ``B_lo`` always-zero low
+  bits, so it is as wide as the high-pass sum, not the full accumulator;
 - ``int8`` / ``int4``: one plane, the whole ``B``-bit code (bit-parallel ``B x W`` lanes);
 - ``bitserial`` (in the manner of Stripes): ``ceil(B / s)`` planes of ``s`` bits (``s`` = 1 or
-  2); a lane multiplier is ``s`` AND-rows, and the cost is proportional to the bit width.
+  2); a lane multiplier is ``s`` AND-rows, and the cost is proportional to the bit width. The
+  first element of every plane but the first shifts the accumulator left by ``s``
+  (``acc <- (acc << s) + tree``).
 
 Signed codes: the top plane is signed, the lower planes unsigned (two's complement split).
 
@@ -42,8 +49,11 @@ Accumulator width (worst case over ``K`` streamed elements, weights in ``[-2^(W-
 
     acc_bits(K) = bitlen(K * a_max * 2^(W-1)) + 1
 
-and the dual comparator ``bitlen(K * h_max * 2^(W-1)) + 1`` with ``h_max`` the largest high
-chunk; the threshold register is one bit wider (exact clamping, as in the two-bank PE).
+the adder tree's sum ``tree_bits = bitlen(N * p_max * 2^(W-1)) + 1`` with ``p_max`` the
+largest magnitude of a lane's activation operand, and the dual comparator and threshold
+register ``bitlen(K * h_max * 2^(W-1)) + 1`` with ``h_max`` the largest high chunk (the host
+clamps a threshold into that signed range, which keeps every outcome: the high-pass sum never
+reaches its most negative value).
 """
 
 from __future__ import annotations
@@ -143,14 +153,21 @@ class LaneParams:
         return sum_bits(self.k_max, hi, self.weight_bits, self.act_signed)
 
     @property
+    def tree_bits(self) -> int:
+        """Width of the adder tree's sum: ``bitlen(N * p_max * 2^(W-1)) + 1`` (module doc)."""
+        a = self.act_shape
+        p_max = (1 << (a.width - 1)) if a.signed else (1 << a.width) - 1
+        return (self.lanes * p_max << (self.weight_bits - 1)).bit_length() + 1
+
+    @property
     def low_offset(self) -> int:
         """What the unsigned mid-point low plane adds to each residual: ``2^(B_lo-1)``, else 0."""
         return (1 << (self.lo_bits - 1)) if self.midpoint and not self.act_signed else 0
 
     @property
     def thr_shape(self) -> Shape:
-        """The threshold register: one bit wider than the compared sum."""
-        return signed(self.cmp_bits + 1)
+        """The threshold register: as wide as the compared sum (the host clamps into it)."""
+        return signed(self.cmp_bits)
 
     @property
     def planes(self) -> tuple[int, ...]:
@@ -213,14 +230,15 @@ class LaneParams:
 
 
 def lane_ctl_layout(p: LaneParams) -> data.StructLayout:
-    """Control token: ``valid``, ``restart`` (first element of the first plane), ``shift``
-    (first element of a later plane: shift the accumulator first); dual: ``cmp`` (last
-    high-plane element: register the comparison)."""
+    """Control token: ``valid``, ``restart`` (first element of the first plane); bit-serial:
+    ``shift`` (first element of a later plane: shift the accumulator first); dual: ``low``
+    (a low-plane element: add the tree unshifted) and ``cmp`` (last high-plane element:
+    register the comparison)."""
     fields = {"valid": 1, "restart": 1}
-    if len(p.planes) > 1:
-        fields |= {"shift": 1}
     if p.design == "dual":
-        fields |= {"cmp": 1}
+        fields |= {"low": 1, "cmp": 1}
+    elif len(p.planes) > 1:
+        fields |= {"shift": 1}
     return data.StructLayout(fields)
 
 
@@ -258,21 +276,32 @@ class LanePE(wiring.Component):
         m.d.sync += [a_reg.eq(self.a_in), w_reg.eq(self.w_in), self.ctl_out.eq(ctl)]
         m.d.comb += [self.a_out.eq(a_reg), self.w_out.eq(w_reg)]
         prods = [self.w_in[i] * self.a_in[i] for i in range(p.lanes)]
-        tree = Signal(signed(p.width), name="tree")  # exact: the tree never exceeds the acc
+        # the tree's own sum (exact at tree_bits), kept apart from the accumulator adder
+        tree = Signal(signed(p.tree_bits), name="tree", attrs={"keep": 1})
         m.d.comb += tree.eq(tree_sum(prods))
         acc = Signal(signed(p.width), name="acc_reg", reset_less=True)
         base = Signal(signed(p.width), name="acc_base")
-        if len(p.planes) > 1:
-            m.d.comb += base.eq(Mux(ctl.restart, 0, Mux(ctl.shift, acc << p.shift, acc)))
+        addend = Signal(signed(p.width), name="acc_addend")
+        if p.design == "dual":  # the shift by B_lo is on the tree's side (module doc)
+            m.d.comb += [
+                base.eq(Mux(ctl.restart, 0, acc)),
+                addend.eq(Mux(ctl.low, tree, tree << p.shift)),
+            ]
+        elif len(p.planes) > 1:
+            m.d.comb += [
+                base.eq(Mux(ctl.restart, 0, Mux(ctl.shift, acc << p.shift, acc))),
+                addend.eq(tree),
+            ]
         else:
-            m.d.comb += base.eq(Mux(ctl.restart, 0, acc))
+            m.d.comb += [base.eq(Mux(ctl.restart, 0, acc)), addend.eq(tree)]
         acc_next = Signal(signed(p.width), name="acc_next")  # truncation: two's-complement wrap
-        m.d.comb += [acc_next.eq(base + tree), self.acc.eq(acc)]
+        m.d.comb += [acc_next.eq(base + addend), self.acc.eq(acc)]
         with m.If(ctl.valid):
             m.d.sync += acc.eq(acc_next)
         if p.design == "dual":
             flag = Signal(name="flag_reg", reset_less=True)
-            hi_sum = acc_next[: p.cmp_bits].as_signed()  # the high-pass sum, never shifted
+            # the high-pass sum sits above the shift's always-zero low bits
+            hi_sum = acc_next[p.shift : p.shift + p.cmp_bits].as_signed()
             m.d.comb += self.flag.eq(flag)
             with m.If(ctl.valid & ctl.cmp):
                 m.d.sync += flag.eq(hi_sum > self.thr)
