@@ -25,6 +25,7 @@ from dynabit.config import HardwareConfig, QuantConfig
 from dynabit.config.run import validate_run
 from dynabit.hardware.iso_area import summary_figures, summary_rows
 from dynabit.utils.files import atomic_write_text
+from dynabit.utils.threads import refresh_threads
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ class _Phase:
         self.what = what
 
     def __enter__(self) -> _Phase:
+        refresh_threads(self.what.split(":")[0])  # the machine's load may have moved
         log.info("%s ...", self.what)
         self.start = time.perf_counter()
         return self

@@ -56,6 +56,7 @@ from dynabit.train.lock import main_rank_lock
 from dynabit.train.optim import build_optimizer, build_scheduler
 from dynabit.train.rundir import RunDir
 from dynabit.utils.progress import progress_bar
+from dynabit.utils.threads import refresh_threads
 
 log = logging.getLogger("dynabit.train")
 
@@ -361,6 +362,7 @@ class Trainer:
 
     def _run_epoch(self, epoch: int) -> dict[str, Any]:
         env, t = self.env, self.tc
+        refresh_threads(f"{self.label}epoch {epoch + 1}")  # the machine's load may have moved
         self.model.train()
         if t.quantize:
             from dynabit.quant import reset_stats
