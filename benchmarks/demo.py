@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> dict:
         ideal_speedup=summary["ideal_speedup"],
         speedup_per_element_gating=summary["speedup_per_element_gating"],
         parity_samples=summary["parity_samples"],
+        stage_seconds=summary["stage_seconds"],
+        threads=summary["threads"],
         hardware=summary["hardware"],
         command="python benchmarks/demo.py",
     )

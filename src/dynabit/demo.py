@@ -25,6 +25,7 @@ from dynabit.config import HardwareConfig, QuantConfig
 from dynabit.config.run import validate_run
 from dynabit.hardware.iso_area import summary_figures, summary_rows
 from dynabit.utils.files import atomic_write_text
+from dynabit.utils.threads import refresh_threads
 
 log = logging.getLogger(__name__)
 
@@ -130,19 +131,23 @@ def _reusable(path: Path, source: dict[str, Any], **same: Any) -> dict[str, Any]
 
 
 class _Phase:
-    """Logs what a phase does, and how long it took."""
+    """Logs what a phase does, and how long it took (also into ``times[key]`` when given)."""
 
-    def __init__(self, what: str) -> None:
-        self.what = what
+    def __init__(self, what: str, times: dict[str, float] | None = None, key: str = "") -> None:
+        self.what, self.times, self.key = what, times, key
 
     def __enter__(self) -> _Phase:
+        refresh_threads(self.what.split(":")[0])  # the machine's load may have moved
         log.info("%s ...", self.what)
         self.start = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
-            log.info("  done in %.1f s", time.perf_counter() - self.start)
+            took = time.perf_counter() - self.start
+            log.info("  done in %.1f s", took)
+            if self.times is not None:
+                self.times[self.key] = round(took, 1)
 
 
 def uniform8_baseline(
@@ -228,7 +233,10 @@ def _run_demo(opts: DemoOptions) -> dict[str, Any]:
     start = time.perf_counter()
     first = _first_seconds(opts.run_dir / "summary.json") if opts.resume else None
     dataset = pick_dataset(opts.dataset, opts.data_dir)
+    stages: dict[str, float] = {}  # wall seconds of this run's stages
+    t0 = time.perf_counter()
     results = run_training(run_config(opts, dataset), opts.run_dir / "train", resume=opts.resume)
+    stages["training"] = round(time.perf_counter() - t0, 1)
     fp32, qat = results["fp32"], results["qat"]
     model, cfg, qat_ck = load_model(qat.run_dir)
     test = load_dataset(dataset, "test", cfg.train.data_dir, opts.test_subset)
@@ -237,7 +245,8 @@ def _run_demo(opts: DemoOptions) -> dict[str, Any]:
     base_path = opts.run_dir / "baseline-w8a8.json"
     baseline = _reusable(base_path, _source(fp32_ck), samples=len(test)) if opts.resume else None
     if baseline is None:
-        with _Phase(f"W8A8 baseline: calibrating the FP32 model, evaluating {len(test)} images"):
+        what = f"W8A8 baseline: calibrating the FP32 model, evaluating {len(test)} images"
+        with _Phase(what, stages, "w8a8_baseline"):
             train = load_dataset(dataset, "train", cfg.train.data_dir, opts.train_subset)
             bs = fp32_cfg.train.batch_size
             baseline = uniform8_baseline(fp32_model, train, test, bs, opts)
@@ -249,19 +258,23 @@ def _run_demo(opts: DemoOptions) -> dict[str, Any]:
     par_path = opts.run_dir / "parity.json"
     parity = _reusable(par_path, _source(qat_ck), samples=len(test)) if opts.resume else None
     if parity is None:
-        with _Phase(f"integer engine parity: frozen QAT model vs engine on {len(test)} images"):
+        what = f"integer engine parity: frozen QAT model vs engine on {len(test)} images"
+        with _Phase(what, stages, "parity"):
             parity = check_parity(model, test, opts)
         parity["source"] = _source(qat_ck)
         atomic_write_text(par_path, json.dumps(parity, indent=2))
     else:
         log.info("integer engine parity: reusing %s (same QAT checkpoint)", par_path)
 
-    with _Phase(f"simulation: masks of {min(opts.sim_samples, len(test))} test images"):
+    what = f"simulation: masks of {min(opts.sim_samples, len(test))} test images"
+    with _Phase(what, stages, "simulation"):
         sim = simulate_real_masks(model, test, opts)
     seconds = round(time.perf_counter() - start, 1)
     summary = {
         "seconds": first if first is not None else seconds,
         "seconds_this_run": seconds,
+        "stage_seconds": stages,  # this run's (a stage reused from a previous run is absent)
+        "threads": torch.get_num_threads(),  # at the end (the default may change per stage)
         "dataset": dataset,
         "top1_fp32": fp32.top1,
         "top1_w8a8": baseline["top1"],

@@ -171,7 +171,7 @@ def run_int_command(
     subset: Annotated[int | None, typer.Option(min=1, help="Only the first N test samples.")] = (
         None
     ),
-    batch_size: Annotated[int, typer.Option(min=1, help="Samples per engine batch.")] = 256,
+    batch_size: Annotated[int, typer.Option(min=1, help="Samples per engine batch.")] = 100,
     trace: Annotated[
         Path | None,
         typer.Option(help="Trace file (default: beside the program, .trace.safetensors)."),

@@ -34,7 +34,11 @@ def _main(
     threads: Annotated[
         int | None,
         typer.Option(
-            min=1, help="Torch CPU threads per process (default: OMP_NUM_THREADS if set, else 1)."
+            min=1,
+            help=(
+                "Torch CPU threads per process (default: OMP_NUM_THREADS if set, else the "
+                "cores other processes leave free, decided again at each stage)."
+            ),
         ),
     ] = None,
 ) -> None:

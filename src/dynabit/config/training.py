@@ -28,7 +28,12 @@ class TrainConfig(StrictConfig):
     )
     epochs: int = Field(4, ge=1, le=10_000)
     batch_size: int = Field(128, ge=1, le=65_536, description="Global batch (all processes).")
-    eval_batch_size: int = Field(512, ge=1, le=65_536, description="Batch used for evaluation.")
+    eval_batch_size: int = Field(
+        128,
+        ge=1,
+        le=65_536,
+        description="Batch used for evaluation (small batches stay in the CPU's caches).",
+    )
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = Field(0.05, gt=0.0, le=10.0)
     threshold_lr: float = Field(0.05, gt=0.0, le=10.0, description="LR of block thresholds.")

@@ -57,7 +57,7 @@ def evaluate_program(
     program: IntegerProgram | Executor,
     images: torch.Tensor,
     labels: torch.Tensor,
-    batch_size: int = 256,
+    batch_size: int = 100,
     progress: bool = False,
 ) -> ProgramEval:
     """Run the program over ``images`` in batches: top-1, integer logits, the whole trace and

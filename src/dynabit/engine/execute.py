@@ -96,8 +96,10 @@ class _Layer:
         if bound > (1 << 62):
             raise EngineError(f"{self.name}: accumulator bound {bound} exceeds int64")
         self.mm_dtype = torch.int32 if bound <= INT32_MAX else I64
-        # Weights as (groups, Cout_g, K) matrices, K ordered (c, ky, kx) like the windows.
-        self.w_mat = w.reshape(self.groups, self.cout_g, self.k).contiguous().to(self.mm_dtype)
+        # Weights as (groups, Cout_g, K) matrices, K ordered (ky, kx, c) like the windows: the
+        # input channels innermost, so im2col copies runs of channels of a channels-last map.
+        w = w.permute(0, 2, 3, 1).reshape(self.groups, self.cout_g, self.k)
+        self.w_mat = w.contiguous().to(self.mm_dtype)
         self.bias = op.params["bias"].to(I64)
         self.dynamic = bool(a["dynamic"])
         if self.dynamic:
@@ -119,14 +121,26 @@ class _Layer:
 
     # ------------------------------------------------------------------ products
     def windows(self, x: torch.Tensor) -> torch.Tensor:
-        """All input windows as a strided view ``(N, Ho, Wo, C, kh, kw)`` (no copy)."""
-        win = _windows(
-            x.to(self.mm_dtype), (self.kh, self.kw), self.stride, self.padding, self.dilation
+        """All input windows of ``x`` ``(N, C, H, W)`` as a strided view ``(N, Ho, Wo, groups,
+        kh, kw, C / groups)`` of one channels-last copy of the map."""
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (
+            (self.kh, self.kw),
+            self.stride,
+            self.padding,
+            self.dilation,
         )
-        return win.permute(0, 2, 3, 1, 4, 5)
+        x = x.to(self.mm_dtype).permute(0, 2, 3, 1).contiguous()  # (N, H, W, C)
+        if ph or pw:
+            x = F.pad(x, (0, 0, pw, pw, ph, ph))
+        win = x.unfold(1, dh * (kh - 1) + 1, sh).unfold(2, dw * (kw - 1) + 1, sw)
+        win = win[..., ::dh, ::dw]  # (N, Ho, Wo, C, kh, kw)
+        n, ho, wo = win.shape[:3]
+        win = win.reshape(n, ho, wo, self.groups, self.cin_g, kh, kw)
+        return win.permute(0, 1, 2, 3, 5, 6, 4)
 
     def im2col(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N*Ho*Wo, groups*K)`` contiguous: one row of window codes per output pixel."""
+        """``(N*Ho*Wo, groups*K)`` contiguous: one row of window codes per output pixel, each
+        group's ``K`` ordered ``(ky, kx, c)``."""
         return self.windows(x).reshape(-1, self.groups * self.k)
 
     def matmul(self, cols: torch.Tensor) -> torch.Tensor:
@@ -147,21 +161,38 @@ class _Layer:
 
     def gather(self, x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """im2col rows of the output pixels ``rows`` (flat ``n*Ho*Wo + y*Wo + x``) only:
-        ``(len(rows), Cin*kh*kw)``; nothing is copied for the other pixels."""
+        ``(len(rows), groups*K)`` as :meth:`im2col`; nothing is copied for the other pixels.
+        ``x`` is a map ``(N, C, H, W)`` or its :meth:`windows`."""
         ho, wo = self.out_shape[1:]
+        win = x if x.dim() == 7 else self.windows(x)
         n, rem = rows // (ho * wo), rows % (ho * wo)
-        return self.windows(x)[n, rem // wo, rem % wo].reshape(rows.numel(), -1)
+        return win[n, rem // wo, rem % wo].reshape(rows.numel(), -1)
 
     def product(
         self, cols: torch.Tensor, cin: tuple[int, int], cout: tuple[int, int]
     ) -> torch.Tensor:
         """Weights of output channels ``cout`` times ``cols`` (im2col rows over the input
-        channels ``cin``, both inside one conv group): int64 ``(len(cout), rows)``."""
+        channels ``cin``, both inside one conv group, as :meth:`k_slice` cuts them): int64
+        ``(len(cout), rows)``."""
         g = cin[0] // self.cin_g
-        kk = self.kh * self.kw
         w = self.w_mat[g][cout[0] - g * self.cout_g : cout[1] - g * self.cout_g]
-        w = w[:, (cin[0] - g * self.cin_g) * kk : (cin[1] - g * self.cin_g) * kk]
+        if cin[1] - cin[0] < self.cin_g:
+            w = self.k_slice(w, g, *cin, grouped=False)
         return (w @ cols.t()).to(I64)
+
+    def k_slice(
+        self, cols: torch.Tensor, g: int, c0: int, c1: int, grouped: bool = True
+    ) -> torch.Tensor:
+        """The columns of input channels ``[c0, c1)`` (inside conv group ``g``) of im2col rows
+        ``cols`` (``grouped``: over all groups, else over group ``g`` only): ``(rows,
+        kh*kw*(c1-c0))``, ordered ``(ky, kx, c)``."""
+        if grouped:
+            cols = cols[:, g * self.k : (g + 1) * self.k]
+        lo, hi = c0 - g * self.cin_g, c1 - g * self.cin_g
+        if lo == 0 and hi == self.cin_g:
+            return cols
+        sub = cols.reshape(cols.shape[0], self.kh * self.kw, self.cin_g)[:, :, lo:hi]
+        return sub.reshape(cols.shape[0], -1)
 
     # ------------------------------------------------------------------ decisions
     def scores(self, values: torch.Tensor) -> torch.Tensor:
@@ -207,22 +238,24 @@ class _Layer:
         n = codes.shape[0]
         x = codes.reshape(n, *self.in_shape).to(I64)
         bias = self.bias.view(-1, 1)
-        cols = self.im2col(x)  # the codes' windows, copied once
         if not self.dynamic:
-            acc = self.matmul(cols) + bias
+            acc = self.matmul(self.im2col(x)) + bias  # the codes' windows, copied once
             macs = torch.full((n,), self.dense_macs, dtype=I64)
             elems = self.cout * self.pixels
             trace = LayerTrace.static(self.name, macs, self.dense_macs, elems)
             return self.as_map(acc, n), trace
-        acc = self.matmul(self.split(cols)[0]) + bias  # high pass: every group
+        # Split the codes on the map, before im2col copies each K times (zeros split into
+        # zeros, so the padding of the windows is the same either way).
+        hi, lo = self.split(x)
+        acc = self.matmul(self.im2col(hi)) + bias  # high pass: every group
         if self.decision == "output":
             values = self.as_map(acc, n) * self.score_mult.to(I64).view(1, -1, 1, 1)
             mask = self.decide(self.scores(values))
-            lo_macs = self._low_pass_output(acc, cols, mask)
+            lo_macs = self._low_pass_output(acc, lo, mask)
             refined_macs = lo_macs
         else:
             mask = self.decide(self.scores(x))
-            lo_macs, refined_macs = self._low_pass_input(acc, self.split(x)[1], mask)
+            lo_macs, refined_macs = self._low_pass_input(acc, lo, mask)
         refined_elems = (mask.to(I64) * self.cell_counts).sum(dim=(1, 2, 3))
         trace = LayerTrace(
             name=self.name,
@@ -247,10 +280,10 @@ class _Layer:
             for g in range(c0 // per_group, (c1 - 1) // per_group + 1)
         ]
 
-    def _low_pass_output(self, acc: torch.Tensor, cols: torch.Tensor, mask: torch.Tensor):
+    def _low_pass_output(self, acc: torch.Tensor, lo: torch.Tensor, mask: torch.Tensor):
         """Add the low pass of the refined (block, group) cells to ``acc``, and nothing else:
-        for each block, the im2col rows of its refined pixels are selected, split, and
-        multiplied by the block's weights. Returns the MACs done per sample."""
+        for each block, the windows of the low codes ``lo`` at its refined pixels are gathered
+        and multiplied by the block's weights. Returns the MACs done per sample."""
         n = mask.shape[0]
         ho, wo = self.out_shape[1:]
         macs = torch.zeros(n, dtype=I64)
@@ -259,15 +292,16 @@ class _Layer:
         # (blocks, N*Ho*Wo): which output pixels each block refines
         pix = mask.repeat_interleave(self.gh, 2)[:, :, :ho].repeat_interleave(self.gw, 3)
         pix = pix[:, :, :, :wo].transpose(0, 1).reshape(self.n_blocks, -1)
+        win = self.windows(lo)  # one channels-last copy of the low codes for every block
         for b in range(self.n_blocks):
             rows = pix[b].nonzero().reshape(-1)
             if rows.numel() == 0:
                 continue
-            lo = self.split(cols.index_select(0, rows))[1]  # refined rows only
+            cols = self.gather(win, rows)  # refined rows only
             c0, c1 = b * self.block, min((b + 1) * self.block, self.cout)
             for g, a0, a1 in self._pieces(c0, c1, self.cout_g):
                 cin = (g * self.cin_g, (g + 1) * self.cin_g)
-                part = lo[:, g * self.k : (g + 1) * self.k]
+                part = cols[:, g * self.k : (g + 1) * self.k]
                 acc[a0:a1].index_add_(1, rows, self.product(part, cin, (a0, a1)))
                 macs += torch.bincount(rows // self.pixels, minlength=n) * ((a1 - a0) * self.k)
         return macs
@@ -305,7 +339,7 @@ class _Layer:
         pos = torch.cumsum(touched, 0) - 1
         cols = self.gather(lo * elem, union)  # unrefined low parts never enter a product
         for rows, g, a0, a1 in work:
-            sub = cols.index_select(0, pos[rows])[:, a0 * kk : a1 * kk]
+            sub = self.k_slice(cols.index_select(0, pos[rows]), g, a0, a1)
             cout = (g * self.cout_g, (g + 1) * self.cout_g)
             acc[cout[0] : cout[1]].index_add_(1, rows, self.product(sub, (a0, a1), cout))
             macs += torch.bincount(rows // self.pixels, minlength=n) * (

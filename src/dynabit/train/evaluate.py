@@ -86,7 +86,7 @@ def evaluate(
     model: nn.Module,
     dataset: Dataset,
     *,
-    batch_size: int = 512,
+    batch_size: int = 128,
     env: DistEnv | None = None,
     progress: bool = False,
 ) -> EvalResult:

@@ -56,6 +56,7 @@ from dynabit.train.lock import main_rank_lock
 from dynabit.train.optim import build_optimizer, build_scheduler
 from dynabit.train.rundir import RunDir
 from dynabit.utils.progress import progress_bar
+from dynabit.utils.threads import refresh_threads
 
 log = logging.getLogger("dynabit.train")
 
@@ -207,7 +208,13 @@ class Trainer:
         model = build_for_config(self.cfg, ds.in_channels, ds.num_classes, ds.image_size)
         if self.ckpt is None and self.tc.init_from:
             load_weights(model, load_model_state(self.tc.init_from), self.tc.init_from)
-        if self.tc.quantize:
+        if not self.tc.quantize:
+            # oneDNN's convolutions, batch norm and pooling ran the small CNN's training step
+            # about a quarter faster on channels-last maps, and its evaluation a third (one CPU
+            # thread); the trained model is handed back contiguous (_run). Quantized layers
+            # keep the layout they expect.
+            model = model.to(memory_format=torch.channels_last)
+        else:
             from dynabit.quant import calibrate, prepare
 
             model = prepare(model, self.cfg.quant)
@@ -361,6 +368,7 @@ class Trainer:
 
     def _run_epoch(self, epoch: int) -> dict[str, Any]:
         env, t = self.env, self.tc
+        refresh_threads(f"{self.label}epoch {epoch + 1}")  # the machine's load may have moved
         self.model.train()
         if t.quantize:
             from dynabit.quant import reset_stats
@@ -517,6 +525,9 @@ class Trainer:
             self._stop_if_requested(self.epoch, 0, saved=True)
         if result is None:  # resumed a finished run: just report it
             result = self._evaluate()
+        # The usual layout again, as load_model() rebuilds it: the same weights then compute
+        # bit for bit the same outputs in the returned model and in a reloaded one.
+        self.model.to(memory_format=torch.contiguous_format)
         out = TrainResult(
             run_dir=self.rd.path,
             top1=result.top1,
