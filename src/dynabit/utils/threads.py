@@ -113,7 +113,7 @@ def free_cores(
 
     ``read()`` gives the nice values of the other processes' runnable threads at one instant
     (:func:`runnable_nices`), or ``None`` where that cannot be read; then the one-minute load
-    average stands in (less this process's own share of it, at most one core).
+    average stands in.
     """
     cores = _my_cores()
     readings: list[list[int]] = []
