@@ -342,16 +342,22 @@ class _DualConv(torch.autograd.Function):
         # The elements holding their cell's max (as _GroupMax's backward finds them).
         n_, b_, h_, w_ = (pix == grid.to_pixels(score)).nonzero(as_tuple=True)
         gi, gj = h_ // grid.group_h, w_ // grid.group_w
-        hit = blocks[n_, b_, :, h_, w_] == score[n_, b_, gi, gj].unsqueeze(1)
+        k_, c_ = (blocks[n_, b_, :, h_, w_] == score[n_, b_, gi, gj].unsqueeze(1)).nonzero(
+            as_tuple=True
+        )
+        n_, b_, h_, w_, gi, gj = n_[k_], b_[k_], h_[k_], w_[k_], gi[k_], gj[k_]
+        # Each tied element once: its cell and its place in the (contiguous) output.
         cell = ((n_ * grid.n_blocks + b_) * grid.n_gh + gi) * grid.n_gw + gj
+        flat = (((n_ * grid.n_blocks + b_) * grid.block_size + c_) * grid.height + h_) * grid.width
+        flat += w_
         count = torch.zeros(score.numel(), dtype=y.dtype, device=y.device)
-        count.index_add_(0, cell, hit.sum(dim=1).to(y.dtype))
+        count.index_add_(0, cell, torch.ones_like(cell, dtype=y.dtype))
         inp = codes.mul_(s)  # lo * s
         y_lo = spec.op(inp, w, None)
         m_pix = grid.to_pixels(mask).unsqueeze(2)
         blocks.addcmul_(grid.by_block(y_lo), m_pix)  # y_hi + mask * y_lo, in place
         ctx.save_for_backward(v, h, x_hi, inp, y_lo, s, w, threshold, score_n, score_scale)
-        ctx.ties = (n_, b_, h_, w_, hit, cell, count)  # type: ignore[attr-defined]
+        ctx.ties = (cell, flat, count)  # type: ignore[attr-defined]
         ctx.spec, ctx.grid, ctx.unit = spec, grid, unit  # type: ignore[attr-defined]
         ctx.mask = mask.detach()  # type: ignore[attr-defined]  # (the output: no cycle)
         ctx.has_bias = b is not None  # type: ignore[attr-defined]
@@ -389,13 +395,16 @@ class _DualConv(torch.autograd.Function):
         d = torch.ops.aten.sigmoid_backward(grad_m, soft) / spec.temperature
         grad_t = -d.sum(dim=[0, 2, 3]).reshape(threshold.shape) if needs[4] else None
         # The group max's gradient, shared by the tied elements, added at their positions.
-        n_, b_, h_, w_, hit, cell, count = ctx.ties  # type: ignore[attr-defined]
+        cell, flat, count = ctx.ties  # type: ignore[attr-defined]
         share = ((d / score_scale).reshape(-1) / count)[cell]
         g_hi = buf.view(y_lo.shape).copy_(g)
-        grid.by_block(g_hi)[n_, b_, :, h_, w_] += torch.where(hit, share.unsqueeze(1), 0.0)
+        g_hi.view(-1).index_put_((flat,), share, accumulate=True)  # g + share, once each
         want_in = needs[0] or needs[1]
         grad_in, grad_w, grad_b = spec.backward(
-            g_hi, x_hi, w, (want_in, needs[2], ctx.has_bias and needs[3])  # type: ignore[attr-defined]
+            g_hi,
+            x_hi,
+            w,
+            (want_in, needs[2], ctx.has_bias and needs[3]),  # type: ignore[attr-defined]
         )
         if grad_w is not None and grad_w_lo is not None:
             grad_w = grad_w + grad_w_lo
