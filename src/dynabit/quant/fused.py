@@ -336,12 +336,22 @@ class _DualConv(torch.autograd.Function):
         grid = spec.grid(y)
         blocks = grid.by_block(y)
         pix = blocks.amax(dim=2)
-        score = grid.pixel_reduce(pix, "max")
+        # pixel_reduce(pix, "max"), keeping the cell view for finding the ties below.
+        ph = grid.n_gh * grid.group_h - grid.height
+        pw = grid.n_gw * grid.group_w - grid.width
+        if ph or pw:
+            pix = torch.nn.functional.pad(pix, (0, pw, 0, ph), value=float("-inf"))
+        n, nb = pix.shape[:2]
+        cells = pix.reshape(n, nb, grid.n_gh, grid.group_h, grid.n_gw, grid.group_w)
+        score = cells.amax(dim=(3, 5))
         score_n = score / score_scale
         mask = (score_n > threshold.view(1, -1, 1, 1)).to(score_n.dtype)
         # The elements holding their cell's max (as _GroupMax's backward finds them).
-        n_, b_, h_, w_ = (pix == grid.to_pixels(score)).nonzero(as_tuple=True)
-        gi, gj = h_ // grid.group_h, w_ // grid.group_w
+        n_, b_, gi, di, gj, dj = (cells == score[:, :, :, None, :, None]).nonzero(as_tuple=True)
+        h_, w_ = gi * grid.group_h + di, gj * grid.group_w + dj
+        if ph or pw:  # a padded place ties only with a cell of -inf: never a real element
+            real = (h_ < grid.height) & (w_ < grid.width)
+            n_, b_, gi, gj, h_, w_ = n_[real], b_[real], gi[real], gj[real], h_[real], w_[real]
         k_, c_ = (blocks[n_, b_, :, h_, w_] == score[n_, b_, gi, gj].unsqueeze(1)).nonzero(
             as_tuple=True
         )
@@ -354,12 +364,11 @@ class _DualConv(torch.autograd.Function):
         count.index_add_(0, cell, torch.ones_like(cell, dtype=y.dtype))
         inp = codes.mul_(s)  # lo * s
         y_lo = spec.op(inp, w, None)
-        m_pix = grid.to_pixels(mask).unsqueeze(2)
+        ctx.m_pix = m_pix = grid.to_pixels(mask).unsqueeze(2)  # type: ignore[attr-defined]
         blocks.addcmul_(grid.by_block(y_lo), m_pix)  # y_hi + mask * y_lo, in place
         ctx.save_for_backward(v, h, x_hi, inp, y_lo, s, w, threshold, score_n, score_scale)
         ctx.ties = (cell, flat, count)  # type: ignore[attr-defined]
         ctx.spec, ctx.grid, ctx.unit = spec, grid, unit  # type: ignore[attr-defined]
-        ctx.mask = mask.detach()  # type: ignore[attr-defined]  # (the output: no cycle)
         ctx.has_bias = b is not None  # type: ignore[attr-defined]
         ctx.bounds = _pass_bounds(qn, qp, v.dtype)  # type: ignore[attr-defined]
         ctx.set_materialize_grads(False)
@@ -373,9 +382,8 @@ class _DualConv(torch.autograd.Function):
         spec: DualConvSpec = ctx.spec  # type: ignore[attr-defined]
         grid: Grid = ctx.grid  # type: ignore[attr-defined]
         needs = ctx.needs_input_grad  # type: ignore[attr-defined]
-        mask = ctx.mask  # type: ignore[attr-defined]
         g = torch.zeros_like(y_lo) if g is None else g.contiguous()
-        m_pix = grid.to_pixels(mask).unsqueeze(2)
+        m_pix = ctx.m_pix  # type: ignore[attr-defined]
         gb = grid.by_block(g)
         # The masked low pass: the mask's gradient per pixel, the scale's from it, then the
         # weight's from g * m in the same buffer (as _MaskedLowPass's backward).
