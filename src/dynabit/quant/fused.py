@@ -13,7 +13,10 @@ full-size intermediates and only the gradients that are used:
   one node, so the scale gradient comes from the per-pixel mask gradient instead of another
   full-size product (a rounding-level change of that one scalar gradient);
 - :func:`hard_mask`: the hard ``score > threshold`` mask whose backward is the sigmoid
-  surrogate's, computed only in the backward pass and only when something needs it.
+  surrogate's, computed only in the backward pass and only when something needs it;
+- :func:`dual_conv`: the whole training forward of an output-directed conv with max scores over
+  whole blocks (the default method) in one node built from the same ops as the functions
+  above, so its buffers are reused across the steps and no full-size zero gradient is built.
 
 Values are identical to the composed ops; gradients agree up to float rounding (the tests in
 ``tests/quant/test_quant_fused.py`` compare them with the composed reference).
