@@ -161,3 +161,64 @@ def test_hard_mask_skips_the_surrogate_without_gradients() -> None:
     m.sum().backward()
     soft = torch.sigmoid(score / 0.1)
     torch.testing.assert_close(thr.grad, -(soft * (1 - soft) / 0.1).sum(dim=(0, 2, 3)))
+
+
+@pytest.mark.parametrize(
+    "fields, hw",
+    [({}, (8, 8)), ({}, (7, 5)), ({"midpoint": True}, (6, 6)), ({"signed": True}, (8, 8))],
+)
+def test_one_node_dual_conv_is_the_separate_nodes_bit_for_bit(monkeypatch, fields, hw) -> None:
+    # Whole samples of zeros make the high pass the bias there: every pixel of a group ties
+    # for its max, so the max's shared gradient is exercised too.
+    fields = dict(fields)
+    signed = fields.pop("signed", False)
+    cfg = method_config("dynabit", 5.0, hardware={"rows": 4, "cols": 8}, **fields)
+    torch.manual_seed(4)
+    model = nn.Sequential(
+        nn.ReLU(), nn.Conv2d(6, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.Flatten()
+    )
+    model[1].bias = None if signed else model[1].bias
+    if signed:
+        model[0] = nn.Identity()
+    with torch.no_grad():
+        model[2].bias.copy_(torch.randn(16))
+    cfg = cfg.model_copy(update={"keep_first_last": False})
+    pm = prepare(model, cfg)
+    x = torch.randn(6, 6, *hw)
+    x[:2] = 0.0
+    calibrate(pm, [x], ratio=0.4)
+    pm.train()
+    layer = next(m for m in pm.modules() if getattr(m, "dynamic", False))
+    calls = []
+    fused = layer._fused_training
+
+    def run(use_fused: bool):
+        monkeypatch.setattr(layer, "_fused_training", fused if use_fused else lambda: False)
+        calls.append(use_fused and fused())
+        xi = x.clone().requires_grad_(True)
+        params = [p for p in pm.parameters() if p.requires_grad]
+        out = pm(xi)
+        g = torch.randn(out.shape, generator=torch.Generator().manual_seed(5))
+        loss = (out * g).sum() + 3.0 * layer.last_mac_ratio  # the mask's second use
+        return out.detach(), torch.autograd.grad(loss, [xi, *params], allow_unused=True)
+
+    y_sep, g_sep = run(False)
+    y_one, g_one = run(True)
+    assert calls == [False, True]
+    assert torch.equal(y_sep, y_one)
+    for a, b in zip(g_sep, g_one, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.equal(a, b)
+    # The case had ties: cells whose max is held by more than one element.
+    with torch.no_grad():
+        x_in = pm[0](x)
+        q, s = layer.act_quant.codes(x_in)
+        w_float, b = layer.folded_weight_bias()
+        w_int, s_w = quantize_weight(w_float, layer.qcfg.weight_bits)
+        hi = high_pass(q, layer.qcfg.lo_bits, layer.qcfg.midpoint)
+        y_hi = layer._op(hi * s, w_int * s_w.view(-1, 1, 1, 1), b)
+        grid = layer.last_grid
+        top = grid.expand(_reference_reduce(grid, y_hi, "max"))
+        held = grid.reduce((y_hi == top).float(), "sum")
+    assert held.max() > 1

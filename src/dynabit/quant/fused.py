@@ -13,7 +13,10 @@ full-size intermediates and only the gradients that are used:
   one node, so the scale gradient comes from the per-pixel mask gradient instead of another
   full-size product (a rounding-level change of that one scalar gradient);
 - :func:`hard_mask`: the hard ``score > threshold`` mask whose backward is the sigmoid
-  surrogate's, computed only in the backward pass and only when something needs it.
+  surrogate's, computed only in the backward pass and only when something needs it;
+- :func:`dual_conv`: the whole training forward of an output-directed conv with max scores over
+  whole blocks (the default method) in one node built from the same ops as the functions
+  above, so its buffers are reused across the steps and no full-size zero gradient is built.
 
 Values are identical to the composed ops; gradients agree up to float rounding (the tests in
 ``tests/quant/test_quant_fused.py`` compare them with the composed reference).
@@ -22,9 +25,12 @@ Values are identical to the composed ops; gradients agree up to float rounding (
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch.autograd.function import FunctionCtx
+
+from dynabit.quant.decisions import Grid
 
 WeightGrad = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -262,3 +268,196 @@ def masked_low_pass(
     layer in one node, whose backward gives the mask, scale and weight gradients from two
     full-size products (the scale's gradient differs from the separate nodes' by rounding)."""
     return _MaskedLowPass.apply(base, lo, s, w, m, op, weight_grad, blocked)
+
+
+ConvBackward = Callable[
+    [torch.Tensor, torch.Tensor, torch.Tensor, tuple[bool, bool, bool]],
+    tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None],
+]
+
+
+@dataclass(frozen=True)
+class DualConvSpec:
+    """What :func:`dual_conv` needs of its layer besides the tensors.
+
+    ``op(x, w, b)`` is the layer's product, ``backward(g, inp, w, (input, weight, bias))`` its
+    gradients (``aten.convolution_backward``'s), ``grid(y)`` the decision grid of an output.
+    """
+
+    qrange: tuple[int, int]
+    lo_bits: int
+    midpoint: bool
+    temperature: float
+    op: Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+    backward: ConvBackward
+    grid: Callable[[torch.Tensor], Grid]
+
+
+def _split_(q: torch.Tensor, lo_bits: int, midpoint: bool) -> tuple[torch.Tensor, float]:
+    """:func:`_split` turning ``q`` itself into the low codes: ``(h, unit)``, same values."""
+    step = float(1 << lo_bits)
+    c = q.new_tensor(-(step - 1.0) / (2.0 * step))
+    quot = torch.add(c, q, alpha=1.0 / step).round_()
+    if midpoint:
+        hp = quot.abs().sign_().mul_(step / 2.0).add_(quot, alpha=step)
+        q.sub_(hp)
+        return hp, 1.0
+    q.add_(quot, alpha=-step)
+    return quot, step
+
+
+class _DualConv(torch.autograd.Function):
+    """The training forward of an output-directed dual-precision layer with max scores over
+    whole blocks, in one node: codes and split, high pass, group max, hard mask, low pass
+    and the masked sum, each value computed by the same torch op as in the separate nodes
+    (:class:`_DualCodes`, :func:`group_max`, :class:`_HardMask`, :class:`_MaskedLowPass`).
+
+    One node owns every intermediate, so the forward reuses the codes' buffer for the low
+    pass input and the high pass's for the output, the group max's ties are found in the
+    forward (before the high pass is overwritten), and the backward adds the max's sparse
+    gradient into a copy of the output gradient instead of materialising a full-size zero
+    tensor and summing it in, and reuses one product buffer throughout.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: FunctionCtx,
+        x: torch.Tensor,
+        s: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor | None,
+        threshold: torch.Tensor,
+        score_scale: torch.Tensor,
+        spec: DualConvSpec,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        qn, qp = spec.qrange
+        v = x / s
+        codes = torch.round(v).clamp_(qn, qp)
+        h, unit = _split_(codes, spec.lo_bits, spec.midpoint)  # codes now hold the low part
+        x_hi = h * (s * unit)
+        y = spec.op(x_hi, w, b)
+        grid = spec.grid(y)
+        blocks = grid.by_block(y)
+        pix = blocks.amax(dim=2)
+        # pixel_reduce(pix, "max"), keeping the cell view for finding the ties below.
+        ph = grid.n_gh * grid.group_h - grid.height
+        pw = grid.n_gw * grid.group_w - grid.width
+        if ph or pw:
+            pix = torch.nn.functional.pad(pix, (0, pw, 0, ph), value=float("-inf"))
+        n, nb = pix.shape[:2]
+        cells = pix.reshape(n, nb, grid.n_gh, grid.group_h, grid.n_gw, grid.group_w)
+        score = cells.amax(dim=(3, 5))
+        score_n = score / score_scale
+        mask = (score_n > threshold.view(1, -1, 1, 1)).to(score_n.dtype)
+        # The elements holding their cell's max (as _GroupMax's backward finds them).
+        n_, b_, gi, di, gj, dj = (cells == score[:, :, :, None, :, None]).nonzero(as_tuple=True)
+        h_, w_ = gi * grid.group_h + di, gj * grid.group_w + dj
+        if ph or pw:  # a padded place ties only with a cell of -inf: never a real element
+            real = (h_ < grid.height) & (w_ < grid.width)
+            n_, b_, gi, gj, h_, w_ = n_[real], b_[real], gi[real], gj[real], h_[real], w_[real]
+        k_, c_ = (blocks[n_, b_, :, h_, w_] == score[n_, b_, gi, gj].unsqueeze(1)).nonzero(
+            as_tuple=True
+        )
+        n_, b_, h_, w_, gi, gj = n_[k_], b_[k_], h_[k_], w_[k_], gi[k_], gj[k_]
+        # Each tied element once: its cell and its place in the (contiguous) output.
+        cell = ((n_ * grid.n_blocks + b_) * grid.n_gh + gi) * grid.n_gw + gj
+        flat = (((n_ * grid.n_blocks + b_) * grid.block_size + c_) * grid.height + h_) * grid.width
+        flat += w_
+        count = torch.zeros(score.numel(), dtype=y.dtype, device=y.device)
+        count.index_add_(0, cell, torch.ones_like(cell, dtype=y.dtype))
+        inp = codes.mul_(s)  # lo * s
+        y_lo = spec.op(inp, w, None)
+        ctx.m_pix = m_pix = grid.to_pixels(mask).unsqueeze(2)  # type: ignore[attr-defined]
+        blocks.addcmul_(grid.by_block(y_lo), m_pix)  # y_hi + mask * y_lo, in place
+        ctx.save_for_backward(v, h, x_hi, inp, y_lo, s, w, threshold, score_n, score_scale)
+        ctx.ties = (cell, flat, count)  # type: ignore[attr-defined]
+        ctx.spec, ctx.grid, ctx.unit = spec, grid, unit  # type: ignore[attr-defined]
+        ctx.has_bias = b is not None  # type: ignore[attr-defined]
+        ctx.bounds = _pass_bounds(qn, qp, v.dtype)  # type: ignore[attr-defined]
+        ctx.set_materialize_grads(False)
+        return y, mask
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: FunctionCtx, g: torch.Tensor | None, g_mask: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, ...]:
+        v, h, x_hi, inp, y_lo, s, w, threshold, score_n, score_scale = ctx.saved_tensors  # type: ignore[attr-defined]
+        spec: DualConvSpec = ctx.spec  # type: ignore[attr-defined]
+        grid: Grid = ctx.grid  # type: ignore[attr-defined]
+        needs = ctx.needs_input_grad  # type: ignore[attr-defined]
+        g = torch.zeros_like(y_lo) if g is None else g.contiguous()
+        m_pix = ctx.m_pix  # type: ignore[attr-defined]
+        gb = grid.by_block(g)
+        # The masked low pass: the mask's gradient per pixel, the scale's from it, then the
+        # weight's from g * m in the same buffer (as _MaskedLowPass's backward).
+        buf = torch.mul(gb, grid.by_block(y_lo))
+        grad_mpix = buf.sum(dim=2, keepdim=True)
+        grad_s_lo = (grad_mpix * m_pix).sum() / s
+        grad_w_lo = None
+        if needs[2]:
+            gm = torch.mul(gb, m_pix, out=buf).reshape(y_lo.shape)
+            _, grad_w_lo, _ = spec.backward(gm, inp, w, (False, True, False))
+        # The hard mask's surrogate (as _HardMask's backward), fed by both of its uses.
+        grad_m = grid.pixel_reduce(grad_mpix.squeeze(2), "sum")
+        if g_mask is not None:
+            grad_m = grad_m + g_mask
+        t = threshold.view(1, -1, 1, 1)
+        soft = torch.sigmoid((score_n - t) / spec.temperature)
+        d = torch.ops.aten.sigmoid_backward(grad_m, soft) / spec.temperature
+        grad_t = -d.sum(dim=[0, 2, 3]).reshape(threshold.shape) if needs[4] else None
+        # The group max's gradient, shared by the tied elements, added at their positions.
+        cell, flat, count = ctx.ties  # type: ignore[attr-defined]
+        share = ((d / score_scale).reshape(-1) / count)[cell]
+        g_hi = buf.view(y_lo.shape).copy_(g)
+        g_hi.view(-1).index_put_((flat,), share, accumulate=True)  # g + share, once each
+        want_in = needs[0] or needs[1]
+        grad_in, grad_w, grad_b = spec.backward(
+            g_hi,
+            x_hi,
+            w,
+            (want_in, needs[2], ctx.has_bias and needs[3]),  # type: ignore[attr-defined]
+        )
+        if grad_w is not None and grad_w_lo is not None:
+            grad_w = grad_w + grad_w_lo
+        # The codes (as _DualCodes's backward): straight-through where the clamp passes, LSQ.
+        grad_x = grad_s = None
+        if want_in:
+            assert grad_in is not None
+            gin = grad_in.contiguous()
+            bounds = ctx.bounds  # type: ignore[attr-defined]
+            if bounds is not None:
+                grad_x = torch.ops.aten.hardtanh_backward(gin, v, *bounds)
+            else:
+                r = torch.round(v)
+                grad_x = torch.where(r.clamp(*spec.qrange) == r, gin, 0.0)
+            if needs[1]:
+                gh = gin.mul_(h).sum()
+                gv = torch.mul(grad_x, v, out=gin).sum()
+                grad_s = (gh * ctx.unit - gv) + grad_s_lo  # type: ignore[attr-defined]
+        elif needs[1]:
+            grad_s = grad_s_lo
+        return (
+            grad_x if needs[0] else None,
+            grad_s,
+            grad_w,
+            grad_b,
+            grad_t,
+            None,
+            None,
+        )
+
+
+def dual_conv(
+    x: torch.Tensor,
+    s: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor | None,
+    threshold: torch.Tensor,
+    score_scale: torch.Tensor,
+    spec: DualConvSpec,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(y, mask)`` of an output-directed dual-precision layer in training, max scores over
+    whole blocks: ``y = y_hi + mask * y_lo`` and the hard mask ``(N, blocks, gh, gw)`` with the
+    sigmoid surrogate's gradient, in one autograd node (values and gradients those of the
+    separate nodes)."""
+    return _DualConv.apply(x, s, w, b, threshold, score_scale, spec)

@@ -22,7 +22,14 @@ from torch import nn
 from dynabit.config.layer import ceil_div
 from dynabit.config.quant import LayerQuantConfig
 from dynabit.quant.decisions import Grid, enforce_bounds
-from dynabit.quant.fused import dual_codes, hard_mask, low_pass, masked_low_pass
+from dynabit.quant.fused import (
+    DualConvSpec,
+    dual_codes,
+    dual_conv,
+    hard_mask,
+    low_pass,
+    masked_low_pass,
+)
 from dynabit.quant.integer_ops import (
     channel_param,
     fixed_point,
@@ -195,6 +202,11 @@ class QuantLayerMixin:
             if self.in_budget:
                 self._account_static(y)
             return y
+        if self._fused_training():
+            spec = self._dual_spec()
+            y, mask = dual_conv(x, s, w, b, self.threshold, self.score_scale, spec)
+            self._account(mask, self.last_grid)
+            return y
         # x_hi = q_hi * 2^B_lo * s carries the straight-through gradient; the low codes none.
         x_hi, lo, q = dual_codes(x, s, aq.qrange, self.qcfg.lo_bits, self.qcfg.midpoint)
         y_hi = self._op(x_hi, w, b)
@@ -221,6 +233,33 @@ class QuantLayerMixin:
         mask = self._decide(grid.reduce(x_map, self.qcfg.score) / self.score_scale, grid)
         lo_kept = grid.masked(self._as_map(lo), mask).reshape(lo.shape)
         return y_hi + self._low_pass(lo_kept, s, w)
+
+    def _fused_training(self) -> bool:
+        """True where :func:`dual_conv` computes this forward: training with gradients, an
+        output-directed conv with calibrated thresholds, max scores over whole blocks."""
+        if not (self.training and torch.is_grad_enabled() and self.qcfg.decision == "output"):
+            return False
+        if self.qcfg.score != "max" or self._collected is not None:
+            return False
+        if not isinstance(self, QuantConv2d) or isinstance(self.padding, str):
+            return False
+        if not bool(self.thresholds_calibrated):
+            return False
+        return self.out_channels % self.qcfg.block_size == 0 and not (
+            self.qcfg.block_size == 1 and tuple(self.qcfg.group) == (1, 1)
+        )
+
+    def _dual_spec(self) -> DualConvSpec:
+        # Built per call (cheap): a spec kept on the module would tie copies to the original.
+        return DualConvSpec(
+            qrange=self.act_quant.qrange,
+            lo_bits=self.qcfg.lo_bits,
+            midpoint=self.qcfg.midpoint,
+            temperature=self.qcfg.temperature,
+            op=self._op,
+            backward=self._conv_backward,  # type: ignore[attr-defined]
+            grid=lambda y: self._grid(self._as_map(y)),
+        )
 
     def _low_pass(self, lo: torch.Tensor, s: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """``op(lo * s, w)`` without bias; its backward skips the unused input gradient."""
@@ -538,6 +577,25 @@ class QuantConv2d(QuantLayerMixin, nn.Conv2d):
             self.dilation,
         )
         return reads[0, 0] * (self.out_channels // self.groups)
+
+    def _conv_backward(
+        self, g: torch.Tensor, x: torch.Tensor, w: torch.Tensor, mask: tuple[bool, bool, bool]
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """``(input, weight, bias)`` gradients of ``op(x, w, b)`` for output gradient ``g``,
+        those ``mask`` asks for (int padding only)."""
+        return torch.ops.aten.convolution_backward(
+            g,
+            x,
+            w,
+            [self.out_channels] if mask[2] else None,
+            list(self.stride),
+            list(self.padding),
+            list(self.dilation),
+            False,
+            [0, 0],
+            self.groups,
+            list(mask),
+        )
 
     def _weight_grad(self, x: torch.Tensor, g: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         if isinstance(self.padding, str):  # "same"/"valid": let autograd derive the geometry
