@@ -58,8 +58,19 @@ def test_graph_uses_qdq_at_the_boundaries_and_integer_passes(tmp_path: Path) -> 
     ops = {n.op_type for n in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "ConvInteger", "MatMulInteger"} <= ops
     assert {"ReduceMax", "Greater", "Expand"} <= ops  # group scores and masks
-    weights = [i for i in model.graph.initializer if i.name.endswith("_w")]
-    assert weights and all(i.data_type == onnx.TensorProto.INT8 for i in weights)
+    # every integer product is u8 x u8 (exact in onnxruntime on every CPU; its u8 x s8 kernel
+    # saturates pair sums on x86 without VNNI): weights offset by 128, zero point 128
+    inits = {i.name: i for i in model.graph.initializer}
+    weights = [i for i in inits.values() if i.name.endswith("_w")]
+    assert weights and all(i.data_type == onnx.TensorProto.UINT8 for i in weights)
+    conv = next(op for op in program.ops if op.kind == "conv2d")
+    stored = onnx.numpy_helper.to_array(inits[conv.output + "_w"]).astype(np.int64)
+    assert np.array_equal(stored - 128, conv.params["weight"].numpy())
+    for n in model.graph.node:
+        if n.op_type in ("ConvInteger", "MatMulInteger"):
+            assert len(n.input) == 4  # both zero points given
+            zp_w = onnx.numpy_helper.to_array(inits[n.input[3]])
+            assert zp_w.dtype == np.uint8 and int(zp_w) == 128
     outputs = [o.name for o in model.graph.output]
     assert outputs[:2] == ["logits", "logits_int"]
     assert len(outputs) == 2 + len(program.dynamic_ops())

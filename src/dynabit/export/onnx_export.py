@@ -5,10 +5,14 @@ integers the engine runs) with standard ONNX operators only:
 
 - the model input is quantized with ``QuantizeLinear`` (float32 ``x / s``, round half to even:
   the model's own input quantization) and the logits leave through ``DequantizeLinear``
-  (int32 accumulator x per-class scale); weights are int8 initializers;
+  (int32 accumulator x per-class scale);
 - every conv/linear pass is a ``ConvInteger`` / ``MatMulInteger`` on 8-bit codes (int32 exact
   accumulators): static layers one pass, dynamic layers the high pass on ``q_hi << B_lo`` and
-  the low pass on ``q_lo``;
+  the low pass on ``q_lo``. Both operands are uint8 with zero points: weights (and signed
+  activation codes) are stored offset by 128 with zero point 128. onnxruntime computes a
+  uint8 x uint8 product exactly on every CPU, whereas its uint8 x int8 kernel for x86 CPUs
+  without VNNI (AVX2's ``vpmaddubsw``) saturates the int16 sum of two products, so 8-bit codes
+  times 8-bit weights would come out wrong there;
 - group scores (``Mul`` by the score multipliers, ``Pad`` + ``Reshape`` + ``ReduceMax`` /
   ``ReduceSum``), the threshold test (``Greater``), the exact top-k bounds (pairwise ranks) and
   the mask expansion (``Expand``/``Reshape``/``Slice``) are int64/bool operators; the low pass
@@ -227,14 +231,16 @@ class _Builder:
         return self.node("Flatten", [x], op.output, axis=1)
 
     # ------------------------------------------------------------------ layers
-    def product(self, op: Op, x8: str, w: str, base: str) -> str:
-        """One integer pass: ConvInteger / MatMulInteger -> int64."""
+    def product(self, op: Op, x8: tuple[str, str], w: tuple[str, str], base: str) -> str:
+        """One integer pass: ConvInteger / MatMulInteger of (uint8 operand, zero point) pairs
+        -> int64."""
         a = op.attrs
+        inputs = [x8[0], w[0], x8[1], w[1]]
         if op.kind == "conv2d":
             ph, pw = a["padding"]
             y = self.node(
                 "ConvInteger",
-                [x8, w],
+                inputs,
                 base + "_conv",
                 strides=a["stride"],
                 pads=[ph, pw, ph, pw],
@@ -242,12 +248,17 @@ class _Builder:
                 group=a["groups"],
             )
         else:
-            y = self.node("MatMulInteger", [x8, w], base + "_mm")
+            y = self.node("MatMulInteger", inputs, base + "_mm")
         return self.node("Cast", [y], base, to=self.onnx.TensorProto.INT64)
 
-    def to8(self, x: str, lo: int, hi: int, base: str) -> str:
-        enum, _ = _code_dtype(lo, hi)
-        return self.node("Cast", [x], base, to=enum)
+    def to8(self, x: str, lo: int, hi: int, base: str) -> tuple[str, str]:
+        """int64 codes in ``[lo, hi]`` as a uint8 operand and its zero point (signed codes
+        offset by 128; see the module docstring)."""
+        _code_dtype(lo, hi)  # refuses codes wider than 8 bits
+        if lo < 0:
+            x = self.node("Add", [x, self.const(128, base + "_off")], base + "_u")
+        zp = self.const(0 if lo >= 0 else 128, base + "_zp", np.uint8)
+        return self.node("Cast", [x], base, to=self.onnx.TensorProto.UINT8), zp
 
     def layer(self, op: Op, x: str) -> str:
         a = op.attrs
@@ -261,7 +272,10 @@ class _Builder:
         w = op.params["weight"].cpu().numpy().astype(np.int8)
         if op.kind == "linear":
             w = w.T.copy()  # MatMulInteger: (in, out)
-        w_name = self.const(w, op.output + "_w", np.int8)
+        w_name = (
+            self.const(w.astype(np.int16) + 128, op.output + "_w", np.uint8),
+            self.const(128, op.output + "_wzp", np.uint8),
+        )
         bias = self.channel_const(
             op.params["bias"], 4 if op.kind == "conv2d" else 2, op.output + "_bias"
         )
