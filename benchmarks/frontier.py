@@ -27,6 +27,14 @@ refine ratio, BOPs; ``default_method``: every dynabit row's gap to W8A4 and W8A8
 ``frontier_<arch>.png`` (top-1 against ``B_avg``, and a panel zoomed on the best rows), in
 ``--out-dir`` (``benchmarks/results``; ``runs/frontier-quick`` with ``--quick``).
 
+Run directories need not outlive a session: every finished point is also appended to the
+ledger (``--ledger``, default ``frontier_ledger.jsonl`` in ``--out-dir``), one JSON line with
+its key, a digest of its inputs (dataset, recipe, point and quantization config) and its
+``result.json``. A later run takes a point from the ledger when its run directory has no
+result and the digest matches, so a fresh checkout continues from the committed lines; an
+FP32 model is trained again (deterministic from its seed) only when a point still to run
+needs it as its parent.
+
 DRQ's thresholds stay fixed during QAT (at their calibration on the FP32 network) and are set
 again on the fine-tuned network before the evaluation, as DRQ sets them offline on the network
 it runs (``--no-recalibrate`` keeps them; ``result.json`` keeps both figures).
@@ -49,6 +57,7 @@ against dynabit like the other baselines. It is not in the default plan.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -82,6 +91,7 @@ W8A8_GAP = 0.3  # dynabit within 0.3 points of uniform W8A8
 DEFAULT_METHOD = "dynabit"  # the method with its default switches (what QuantConfig() runs)
 ZOOM_POINTS = 3.0  # the zoomed panel shows rows within this many points of the best
 REPORT_EVERY_S = 120.0  # rewrite the results at most this often while points finish
+LEDGER_NAME = "frontier_ledger.jsonl"  # finished points, one JSON line each (in --out-dir)
 
 log = logging.getLogger("frontier")
 
@@ -144,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--fp32-seed", type=int, default=0)
     ap.add_argument("--run-root", default=None)
     ap.add_argument("--out-dir", default=None)
+    ap.add_argument(
+        "--ledger",
+        default=None,
+        help="Append-only record of finished points (default: frontier_ledger.jsonl in "
+        "--out-dir); points found there are not trained again.",
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker.")
     ap.add_argument(
         "--no-recalibrate",
@@ -207,6 +223,8 @@ def resolve(args: argparse.Namespace) -> argparse.Namespace:
             setattr(args, k, v)
     if args.variant_budgets is None:
         args.variant_budgets = list(args.budgets)
+    if args.ledger is None:
+        args.ledger = str(Path(args.out_dir) / LEDGER_NAME)
     for name in [*args.methods, *args.variants]:
         if is_mixed(name) and name in args.methods:
             for b in args.budgets:
@@ -347,7 +365,92 @@ def _read(path: Path) -> dict[str, Any] | None:
 
 
 def read_result(args: argparse.Namespace, p: Point) -> dict[str, Any] | None:
-    return _read(result_path(args, p))
+    """The point's result: its run directory's ``result.json``, else its ledger line."""
+    r = _read(result_path(args, p))
+    if r is not None:
+        return r
+    return ledger(args).get(p.key, inputs_digest(args, p))
+
+
+def inputs_digest(args: argparse.Namespace, p: Point) -> str:
+    """Fingerprint of what a point's result depends on: dataset, recipe, the point and (but
+    for ``mixed``, whose config is measured on the FP32 parent) its quantization config."""
+    what: dict[str, Any] = {"dataset": args.dataset, "recipe": recipe(args), "point": asdict(p)}
+    if not p.is_fp32 and not is_mixed(p.method):
+        what["quant"] = method_config(p.method, p.budget).model_dump(mode="json")
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
+
+
+class Ledger:
+    """Finished points, one JSON line each (``key``, ``inputs`` digest, ``result``), appended
+    as they finish. A line cut short by a stop is skipped; the last line of a key and digest
+    wins."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
+        if path.is_file():
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                try:
+                    row = json.loads(line)
+                    self.rows[(row["key"], row["inputs"])] = row["result"]
+                except (ValueError, KeyError, TypeError):
+                    if line.strip():
+                        log.warning("%s:%d: not a ledger line, skipped", path, n)
+
+    def get(self, key: str, digest: str) -> dict[str, Any] | None:
+        """The result recorded for ``key`` on these inputs, or None."""
+        return self.rows.get((key, digest))
+
+    def put(
+        self, key: str, digest: str, result: dict[str, Any], recipe: dict[str, Any] | None = None
+    ) -> bool:
+        """Append ``result`` unless the same key and digest are recorded; True if appended.
+        ``recipe`` is kept on the line for a reader (the digest is what is matched)."""
+        if (key, digest) in self.rows:
+            return False
+        self.rows[(key, digest)] = result
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        row = {"key": key, "inputs": digest, "result": result}
+        if recipe is not None:
+            row["recipe"] = recipe
+        line = json.dumps(row, sort_keys=True)
+        with self.path.open("ab") as f:
+            if f.tell() > 0:  # a line cut short by a stop: the new line starts on its own
+                with self.path.open("rb") as r:
+                    r.seek(-1, os.SEEK_END)
+                    if r.read(1) != b"\n":
+                        line = "\n" + line
+            f.write((line + "\n").encode())
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+
+
+_LEDGERS: dict[str, Ledger] = {}
+
+
+def ledger_recipe(args: argparse.Namespace) -> dict[str, Any]:
+    """The dataset and recipe a ledger line was trained with (for a reader of the line)."""
+    return {"dataset": args.dataset, **recipe(args)}
+
+
+def ledger(args: argparse.Namespace) -> Ledger:
+    """The run's ledger (read once per process)."""
+    if args.ledger not in _LEDGERS:
+        _LEDGERS[args.ledger] = Ledger(Path(args.ledger))
+    return _LEDGERS[args.ledger]
+
+
+def record_finished(args: argparse.Namespace, points: list[Point]) -> int:
+    """Append every point finished in its run directory but missing from the ledger (runs
+    finished by an earlier process); returns how many were added."""
+    added = 0
+    for p in points:
+        r = _read(result_path(args, p))
+        if r is not None:
+            added += ledger(args).put(p.key, inputs_digest(args, p), r, ledger_recipe(args))
+    return added
 
 
 def _group(p: Point) -> tuple[str, str, float]:
@@ -464,6 +567,7 @@ def run_point(args: argparse.Namespace, p: Point) -> dict[str, Any]:
     if as_trained is not None:
         result["as_trained"] = as_trained  # before the thresholds were set again
     atomic_write_text(result_path(args, p), json.dumps(result, indent=2) + "\n")
+    ledger(args).put(p.key, inputs_digest(args, p), result, ledger_recipe(args))
     return result
 
 
@@ -517,11 +621,15 @@ def run_task(payload: dict[str, Any], _run_dir: str) -> dict[str, Any]:
 
 
 def tasks(args: argparse.Namespace, points: list[Point], carried: dict) -> list[Task]:
-    """The sweep's tasks: every point whose row is not carried over, each after its FP32
-    model; points of architectures without carried rows first (a new network before the
-    new rows of the old ones), seeds outermost."""
+    """The sweep's tasks: every point whose row is not carried over and that has no result
+    (run directory or ledger), each after its FP32 model; points of architectures without
+    carried rows first (a new network before the new rows of the old ones), seeds outermost."""
     old_archs = {g[0] for g in carried}
-    needed = [p for p in points if not p.is_fp32 and _group(p) not in carried]
+    needed = [
+        p
+        for p in points
+        if not p.is_fp32 and _group(p) not in carried and read_result(args, p) is None
+    ]
     parents = {fp32_point(args, p) for p in needed}
     todo = [p for p in points if (p.is_fp32 and p in parents) or p in needed]
     order = {p: i for i, p in enumerate(points)}
@@ -543,6 +651,9 @@ def work(
     """Run every unfinished point through :func:`dynabit.sweep.run_tasks`; returns the number
     that failed. The report follows the run (rewritten at most every 2 minutes)."""
     last_report = time.time()
+    added = record_finished(args, points)
+    if added:
+        log.info("%d finished point(s) added to the ledger %s", added, args.ledger)
 
     def done(_name: str, _row: dict[str, Any]) -> None:
         nonlocal last_report
@@ -916,13 +1027,20 @@ def plot(args: argparse.Namespace, rows: list[dict], arch: str, path: Path) -> N
 def retrained_parents(
     args: argparse.Namespace, points: list[Point], carried: dict[tuple, dict]
 ) -> dict[str, dict[str, float]]:
-    """FP32 models trained again for new points while their row is carried over: both top-1
-    figures, so a reader sees whether the new points start from the same model."""
-    out = {}
+    """FP32 models trained again for new points while their row is carried over, or whose
+    ledger line records another top-1: both top-1 figures, so a reader sees whether the new
+    points start from the same model."""
+    out: dict[str, dict[str, float]] = {}
     for p in points:
-        r = read_result(args, p) if p.is_fp32 and _group(p) in carried else None
-        if r is not None:
+        r = _read(result_path(args, p)) if p.is_fp32 else None
+        if r is None:
+            continue
+        if _group(p) in carried:
             out[p.arch] = {"carried_top1": carried[_group(p)]["top1_mean"], "top1": r["top1"]}
+            continue
+        kept = ledger(args).get(p.key, inputs_digest(args, p))
+        if kept is not None and kept["top1"] != r["top1"]:
+            out[p.arch] = {"ledger_top1": kept["top1"], "top1": r["top1"]}
     return out
 
 
@@ -1021,7 +1139,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     carried = carried_rows(args, points)
     by_key = {p.key: p for p in points}
     todo = [by_key[t.name] for t in tasks(args, points, carried)]
-    todo = [p for p in todo if read_result(args, p) is None]
+    todo = [p for p in todo if _read(result_path(args, p)) is None]
     log.info(
         "%d runs (%d FP32 + %d QAT: %d archs x %d seeds x %d points), %d rows carried over "
         "from %s, %d runs left; run root %s",
@@ -1037,6 +1155,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         args.run_root,
     )
     if args.report:
+        record_finished(args, points)
         return write_report(args, points, command, carried)
     if args.dry_run:
         for p in points:

@@ -1,6 +1,7 @@
 """The frontier benchmark: its full plan, and ``--quick`` end to end on digits."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,7 @@ def test_quick_runs_end_to_end_and_resumes(frontier, tmp_path, monkeypatch) -> N
         assert default["method"] == "dynabit" and default["budget"] == 5.0
         assert default["gap_w8a4"] == pytest.approx(default["top1_mean"] - w8a4)
         assert default["gap_w8a8"] == pytest.approx(default["top1_mean"] - w8a8)
+    run_point = frontier.run_point
     drq = json.loads((tmp_path / "runs/resnet20/drq-b5/seed0/result.json").read_text())
     assert set(drq["as_trained"]) == {"top1", "b_avg"}  # DRQ thresholds set again after QAT
     assert (tmp_path / "runs/resnet20/drq-b5/seed0/recalibrated.safetensors").is_file()
@@ -109,6 +111,51 @@ def test_quick_runs_end_to_end_and_resumes(frontier, tmp_path, monkeypatch) -> N
     monkeypatch.setattr(frontier, "run_point", no_training)
     again = frontier.main(argv)
     assert again["rows"] == data["rows"]
+
+    # Every finished point is a ledger line: on a fresh machine (no run directories, no
+    # report) the same command takes the points from it and trains nothing.
+    ledger = out / "frontier_ledger.jsonl"
+    lines = [json.loads(line) for line in ledger.read_text().splitlines()]
+    args = frontier.resolve(frontier.build_parser().parse_args(argv))
+    points = frontier.plan(args)
+    assert sorted(x["key"] for x in lines) == sorted(p.key for p in points)
+    assert all(x["recipe"] == {"dataset": "digits", **frontier.recipe(args)} for x in lines)
+    shutil.rmtree(tmp_path / "runs")
+    (out / "frontier.json").unlink()
+    fresh = frontier.main(argv)
+    assert fresh["complete"] and fresh["rows"] == data["rows"]
+
+    # A point missing from the ledger (a line cut short by a stop is skipped) is trained
+    # again, after its FP32 parent, which is trained again because its run directory is gone.
+    shutil.rmtree(tmp_path / "runs")
+    (out / "frontier.json").unlink()
+    lost = "mobilenet_v2/uniform-b4/seed0"
+    kept = [json.dumps(x) for x in lines if x["key"] != lost]
+    ledger.write_text("\n".join(kept) + "\n" + '{"key": "' + lost)
+    trained: list[str] = []
+
+    def train(args, p):
+        trained.append(p.key)
+        return run_point(args, p)
+
+    monkeypatch.setattr(frontier, "run_point", train)
+    monkeypatch.setattr(frontier, "_LEDGERS", {})  # a new process reads the file again
+    resumed = frontier.main(argv)
+    assert trained == ["mobilenet_v2/fp32", lost]
+    assert resumed["complete"] and "fp32_retrained" not in resumed  # the same FP32 model
+    row = next(r for r in resumed["rows"] if r["arch"] == "mobilenet_v2" and r["budget"] == 4.0)
+    assert row["top1_mean"] == pytest.approx(
+        next(r for r in data["rows"] if r["arch"] == "mobilenet_v2" and r["budget"] == 4.0)[
+            "top1_mean"
+        ]
+    )
+    book = frontier.Ledger(ledger)  # read again: the retrained point's line follows the cut one
+    lost_point = next(p for p in points if p.key == lost)
+    assert book.get(lost, frontier.inputs_digest(args, lost_point))["top1"] == row["top1_mean"]
+    assert len(book.rows) == len(points)
+    # another recipe has other digests: nothing is taken from the ledger
+    other = frontier.resolve(frontier.build_parser().parse_args([*argv, "--qat-lr", "0.01"]))
+    assert all(book.get(p.key, frontier.inputs_digest(other, p)) is None for p in points)
 
 
 def test_checks_compare_each_variant_with_the_baselines_of_the_same_switches(frontier) -> None:
