@@ -603,20 +603,7 @@ class QuantConv2d(QuantLayerMixin, nn.Conv2d):
                 wt = w.detach().requires_grad_(True)
                 (grad,) = torch.autograd.grad(self._op(x, wt, None), wt, g)
             return grad
-        _, grad, _ = torch.ops.aten.convolution_backward(
-            g,
-            x,
-            w,
-            None,
-            list(self.stride),
-            list(self.padding),
-            list(self.dilation),
-            False,
-            [0, 0],
-            self.groups,
-            [False, True, False],
-        )
-        return grad
+        return self._conv_backward(g, x, w, (False, True, False))[1]
 
 
 class QuantLinear(QuantLayerMixin, nn.Linear):
