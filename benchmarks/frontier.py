@@ -80,6 +80,7 @@ from dynabit.quant.mixed import MIXED, MixedAssignment, check_budget, is_mixed
 from dynabit.sweep import Task, run_tasks
 from dynabit.train.interrupt import TrainingInterrupted
 from dynabit.utils.files import atomic_write_text
+from dynabit.utils.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -379,52 +380,6 @@ def inputs_digest(args: argparse.Namespace, p: Point) -> str:
     if not p.is_fp32 and not is_mixed(p.method):
         what["quant"] = method_config(p.method, p.budget).model_dump(mode="json")
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
-
-
-class Ledger:
-    """Finished points, one JSON line each (``key``, ``inputs`` digest, ``result``), appended
-    as they finish. A line cut short by a stop is skipped; the last line of a key and digest
-    wins."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
-        if path.is_file():
-            for n, line in enumerate(path.read_text().splitlines(), 1):
-                try:
-                    row = json.loads(line)
-                    self.rows[(row["key"], row["inputs"])] = row["result"]
-                except (ValueError, KeyError, TypeError):
-                    if line.strip():
-                        log.warning("%s:%d: not a ledger line, skipped", path, n)
-
-    def get(self, key: str, digest: str) -> dict[str, Any] | None:
-        """The result recorded for ``key`` on these inputs, or None."""
-        return self.rows.get((key, digest))
-
-    def put(
-        self, key: str, digest: str, result: dict[str, Any], recipe: dict[str, Any] | None = None
-    ) -> bool:
-        """Append ``result`` unless the same key and digest are recorded; True if appended.
-        ``recipe`` is kept on the line for a reader (the digest is what is matched)."""
-        if (key, digest) in self.rows:
-            return False
-        self.rows[(key, digest)] = result
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        row = {"key": key, "inputs": digest, "result": result}
-        if recipe is not None:
-            row["recipe"] = recipe
-        line = json.dumps(row, sort_keys=True)
-        with self.path.open("ab") as f:
-            if f.tell() > 0:  # a line cut short by a stop: the new line starts on its own
-                with self.path.open("rb") as r:
-                    r.seek(-1, os.SEEK_END)
-                    if r.read(1) != b"\n":
-                        line = "\n" + line
-            f.write((line + "\n").encode())
-            f.flush()
-            os.fsync(f.fileno())
-        return True
 
 
 _LEDGERS: dict[str, Ledger] = {}

@@ -46,6 +46,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dynabit.utils.ledger import Ledger
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -105,29 +109,6 @@ def inputs_digest(layer, conf) -> str:
 
     text = format_topology([layer]) + "\n" + conf.to_text()
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-class Ledger:
-    """SCALE-Sim's result per case, one JSON line each, keyed by case and inputs digest."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.rows: dict[tuple[str, str], dict] = {}
-        if path is not None and path.exists():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    self.rows[(row["key"], row["inputs"])] = row["result"]
-
-    def get(self, key: str, digest: str) -> dict | None:
-        return self.rows.get((key, digest))
-
-    def put(self, key: str, digest: str, result: dict) -> None:
-        if self.path is None or (key, digest) in self.rows:
-            return
-        self.rows[(key, digest)] = result
-        with self.path.open("a") as f:
-            f.write(json.dumps({"key": key, "inputs": digest, "result": result}) + "\n")
 
 
 def cached_layer(cache: Path, key: str, layer, conf, ledger: Ledger | None = None) -> dict | None:
@@ -250,6 +231,8 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(1)
     except ImportError:
         pass
+    from dynabit.utils.ledger import Ledger
+
     ledger = Ledger(LEDGER if args.cache == CACHE else None)
     py = None if args.partial else ensure_venv(args.venv)
     if not args.partial:

@@ -7,6 +7,7 @@ from bench_scripts import load_benchmark
 
 from dynabit.hardware.scalesim import EXAMPLES, ScaleSimConfig, format_topology, read_topology
 from dynabit.hardware.simulator import simulate
+from dynabit.utils.ledger import Ledger
 
 ARGS = ["--networks", "alexnet:3", "--dataflows", "os", "--bandwidths", "50"]
 
@@ -64,10 +65,10 @@ def test_ledger_keeps_finished_cases_for_a_fresh_checkout(tmp_path):
     cache, path = tmp_path / "cache", tmp_path / "ledger.jsonl"
     _cache(cache, 0, layer, conf, 1000, 10, 2.0)
     key = "alexnet_os_bw50_a32_kb64_00"
-    hit = bench.cached_layer(cache, key, layer, conf, bench.Ledger(path))
+    hit = bench.cached_layer(cache, key, layer, conf, Ledger(path))
     assert hit["compute_report"][3] == 10 and len(path.read_text().splitlines()) == 1
     # the cache folder is gone (a fresh checkout): the ledger answers, for these inputs only
-    fresh = bench.Ledger(path)
+    fresh = Ledger(path)
     assert bench.cached_layer(tmp_path / "empty", key, layer, conf, fresh) == hit
     other = ScaleSimConfig("alexnet_os_10", 32, 32, 64, 64, 64, "os", 10, True, 10, 10)
     assert bench.cached_layer(tmp_path / "empty", key, layer, other, fresh) is None
