@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from quant.test_quant_training_free import tiny_lite
-from tiny_models import tiny_cnn
+from tiny_models import tiny_cnn, tiny_lite
 
 from dynabit.ptq import predict, quantize_training_free, reconstruct, reconstruction_blocks
 from dynabit.quant import model_stats, prepare, reset_stats

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_quant_training_free import tiny_lite
-from tiny_models import tiny_cnn
+from tiny_models import tiny_cnn, tiny_lite
 
 from dynabit.ptq import predict
 from dynabit.quant import calibrate, dynamic_layers, model_stats, prepare, reset_stats

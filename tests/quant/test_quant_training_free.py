@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_lite
 
 from dynabit.config import QuantConfig
-from dynabit.models.efficientnet_lite import EfficientNetLite
-from dynabit.models.layers import init_weights
 from dynabit.ptq import (
     agreement,
     evaluate_ptq,
@@ -21,20 +20,6 @@ from dynabit.ptq import (
 )
 from dynabit.quant import dynamic_layers
 from dynabit.quant.baselines import method_config
-
-TINY_STAGES = ((1, 3, 1, 1, 8, 8), (2, 3, 2, 4, 8, 16), (1, 5, 2, 4, 16, 24))
-
-
-def tiny_lite() -> EfficientNetLite:
-    torch.manual_seed(0)
-    model = EfficientNetLite(num_classes=10, stages=TINY_STAGES, stem_channels=8, head_channels=32)
-    init_weights(model)
-    with torch.no_grad():  # non-trivial BN statistics, as in a trained network
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-    return model.eval()
 
 
 @pytest.fixture
